@@ -1,0 +1,3 @@
+"""TrajPlate backend: shot bundles in, reference plates out."""
+
+__version__ = "0.1.0"

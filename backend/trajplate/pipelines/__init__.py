@@ -1,0 +1,1 @@
+"""Pipeline adapters, one package per pipeline; see :mod:`trajplate.pipelines.base`."""
