@@ -1,0 +1,58 @@
+"""NumPy projection of points and tight 2D boxes (no bpy): the exact 2D side of the export.
+
+Camera space is OpenCV (x right, y down, z forward); pixels have their origin at the top-left image corner and
+pixel centres at +0.5, matching the K of :mod:`.camera`.
+"""
+
+import numpy as np
+
+
+def transform(matrices, points):
+    """Apply (..., 4, 4) affine ``matrices`` to (..., V, 3) ``points``; returns (..., V, 3) float64 (broadcasting)."""
+    return np.einsum("...ij,...vj->...vi", matrices[..., :3, :3], points) + matrices[..., None, :3, 3]
+
+
+def project(K, points_cam):
+    """Pixels (..., V, 2) of camera-space points (..., V, 3) under K (..., 3, 3); meaningless where z <= 0."""
+    z = points_cam[..., 2]
+    z = np.where(np.abs(z) < 1e-12, 1e-12, z)  # a point on the camera plane projects to infinity, not NaN
+    x = points_cam[..., 0] / z
+    y = points_cam[..., 1] / z
+    fx, fy = K[..., 0, 0][..., None], K[..., 1, 1][..., None]
+    cx, cy = K[..., 0, 2][..., None], K[..., 1, 2][..., None]
+    return np.stack([fx * x + cx, fy * y + cy], axis=-1)
+
+
+def tight_boxes(points_cam, K, width, height, near, edges=None):
+    """Tight 2D boxes of geometry in front of the near plane, clipped to the image.
+
+    points_cam: (F, V, 3) float64 vertices in OpenCV camera space (any length unit, same as ``near``);
+    K: (F, 3, 3) float64; width, height: image size in pixels; near: the near-plane distance (camera clip start);
+    edges: optional (E, 2) int vertex indices. Where an edge crosses the near plane, its crossing point joins the
+    vertices in front, so geometry straddling the camera gives the exact box of its visible part, not of its vertices.
+    Returns boxes (F, 4) float64 ``x0, y0, x1, y1`` in pixels (zeros where invalid) and valid (F,) bool: some of the
+    geometry projects inside the image.
+    """
+    z = points_cam[..., 2]
+    front = z > near
+    uv = project(K, points_cam)
+    keep = front
+    if edges is not None and len(edges):
+        a, b = edges[:, 0], edges[:, 1]
+        crossing = front[:, a] != front[:, b]
+        if crossing.any():
+            pa, pb = points_cam[:, a], points_cam[:, b]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = (near - pa[..., 2]) / (pb[..., 2] - pa[..., 2])
+            cut = pa + t[..., None] * (pb - pa)
+            cut[..., 2] = near  # exact, so the projection does not wobble with rounding
+            uv = np.concatenate([uv, project(K, cut)], axis=1)
+            keep = np.concatenate([keep, crossing], axis=1)
+    lo = np.where(keep[..., None], uv, np.inf).min(axis=1)
+    hi = np.where(keep[..., None], uv, -np.inf).max(axis=1)
+    limit = np.array([width, height], dtype=np.float64)
+    lo = np.clip(lo, 0.0, limit)
+    hi = np.clip(hi, 0.0, limit)
+    valid = keep.any(axis=1) & (hi > lo).all(axis=1)
+    boxes = np.where(valid[:, None], np.concatenate([lo, hi], axis=1), 0.0)
+    return boxes, valid
