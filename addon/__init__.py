@@ -9,6 +9,10 @@ import importlib
 
 _MODULES = (
     "export.operator",
+    "prefs",
+    "properties",
+    "operators",
+    "ui",
 )
 
 

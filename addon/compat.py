@@ -22,3 +22,28 @@ def set_image_format(image_settings, file_format, set_attr):
         set_attr(image_settings, "media_type", media)
     set_attr(image_settings, "file_format", file_format)
 
+
+
+# -- Video Sequence Editor (strips vs sequences, sequencer scene) --------------------------------------------
+
+
+def strips(editor):
+    """Top-level strips of a ``SequenceEditor``: ``strips`` in 4.4+ (the only name in 5.0), ``sequences`` in 4.2."""
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def strips_all(editor):
+    """All strips, meta-strip contents included: ``strips_all`` in 4.4+, ``sequences_all`` in 4.2."""
+    return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+
+
+def sequencer_scene(context):
+    """The scene the sequencer edits: 5.0's workspace ``sequencer_scene`` when set, else ``context.scene``."""
+    return getattr(context, "sequencer_scene", None) or context.scene
+
+
+def ensure_sequencer_scene(workspace, scene):
+    """Let sequencer operators run on ``scene``: 5.0 polls the workspace's ``sequencer_scene`` (None by default),
+    so it is set when unset (the sequencer then shows the scene that got the take); 4.2-4.5 have no such property."""
+    if hasattr(workspace, "sequencer_scene") and workspace.sequencer_scene is None:
+        workspace.sequencer_scene = scene

@@ -19,46 +19,38 @@ def render_size(render):
 
 
 def intrinsics(lens, sensor_width, sensor_height, sensor_fit, shift_x, shift_y, width, height, pixel_aspect):
-    """K of a perspective camera, as Blender's renderer sees it.
+    """K of perspective cameras, as Blender's renderer sees them.
 
-    lens and sensor sizes in mm; ``sensor_fit`` 'AUTO' | 'HORIZONTAL' | 'VERTICAL'; shifts as fractions of the larger
-    view dimension (Blender's units); ``width``/``height`` the output size in pixels; ``pixel_aspect`` (x, y).
-    Returns (3, 3) float64, pixels, principal point in pixel-corner coordinates.
-    AUTO fits the wider side but always uses the sensor *width* (Blender's rule).
+    lens, sensor sizes (mm) and shifts (fractions of the larger view dimension, Blender's unit): scalars or (F,)
+    arrays; ``sensor_fit`` 'AUTO' | 'HORIZONTAL' | 'VERTICAL', a string or (F,) array of them; ``width``/``height``
+    the output size in pixels; ``pixel_aspect`` (x, y). Returns (..., 3, 3) float64 in pixels with the principal
+    point in pixel-corner coordinates. AUTO fits the wider side but always uses the sensor *width* (Blender's rule).
     """
     px, py = pixel_aspect
     par = py / px
-    if sensor_fit == "AUTO":
-        horizontal, sensor = width * px >= height * py, sensor_width
-    elif sensor_fit == "HORIZONTAL":
-        horizontal, sensor = True, sensor_width
-    else:
-        horizontal, sensor = False, sensor_height
-    view_fac = width if horizontal else par * height
-    fx = lens / sensor * view_fac
-    return np.array([
-        [fx, 0.0, width / 2 - shift_x * view_fac],
-        [0.0, fx / par, height / 2 + shift_y * view_fac / par],
-        [0.0, 0.0, 1.0],
-    ])
+    fit = np.asarray(sensor_fit)
+    horizontal = np.where(fit == "AUTO", width * px >= height * py, fit == "HORIZONTAL")
+    sensor = np.where(fit == "VERTICAL", sensor_height, sensor_width)
+    view_fac = np.where(horizontal, float(width), par * height)
+    fx = np.asarray(lens, dtype=np.float64) / sensor * view_fac
+    K = np.zeros(fx.shape + (3, 3))
+    K[..., 0, 0] = fx
+    K[..., 1, 1] = fx / par
+    K[..., 0, 2] = width / 2 - np.asarray(shift_x) * view_fac
+    K[..., 1, 2] = height / 2 + np.asarray(shift_y) * view_fac / par
+    K[..., 2, 2] = 1.0
+    return K
 
 
-def camera_intrinsics(cam_obj, render):
-    """K (3, 3) float64 of camera object ``cam_obj`` at the current frame, for ``scene.render``'s output size.
-
-    Raises ExportError naming the camera when it is not a perspective camera.
-    """
-    cam = cam_obj.data
-    if cam.type != "PERSP":
+def check_perspective(cam_obj):
+    """Raise ExportError naming ``cam_obj`` unless it is a perspective camera object."""
+    if cam_obj.type != "CAMERA":
+        raise ExportError(f"Object '{cam_obj.name}' is a {cam_obj.type.lower()}, not a camera: pick a camera object.")
+    if cam_obj.data.type != "PERSP":
         raise ExportError(
-            f"Camera '{cam_obj.name}' is {cam.type.lower()}; TrajPlate needs a perspective camera: "
+            f"Camera '{cam_obj.name}' is {cam_obj.data.type.lower()}; TrajPlate needs a perspective camera: "
             "set Camera Properties › Lens › Type to Perspective."
         )
-    width, height = render_size(render)
-    return intrinsics(
-        cam.lens, cam.sensor_width, cam.sensor_height, cam.sensor_fit, cam.shift_x, cam.shift_y,
-        width, height, (render.pixel_aspect_x, render.pixel_aspect_y),
-    )
 
 
 def rigid(matrices):
@@ -91,19 +83,3 @@ def w2c_opencv(c2w_blender):
     inv[..., 3, 3] = 1.0
     return BLENDER_TO_OPENCV @ inv
 
-
-def camera_settings(cam_obj, unit_scale):
-    """The ``camera_settings`` dict of shot.json for ``cam_obj`` at the current frame: lens and sensor in mm, clip
-    distances in metres (Blender units × ``unit_scale``)."""
-    cam = cam_obj.data
-    return {
-        "type": cam.type,
-        "lens_mm": cam.lens,
-        "sensor_width_mm": cam.sensor_width,
-        "sensor_height_mm": cam.sensor_height,
-        "sensor_fit": cam.sensor_fit,
-        "shift_x": cam.shift_x,
-        "shift_y": cam.shift_y,
-        "clip_start": cam.clip_start * unit_scale,
-        "clip_end": cam.clip_end * unit_scale,
-    }

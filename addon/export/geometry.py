@@ -27,12 +27,14 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     """Tight 2D boxes of geometry in front of the near plane, clipped to the image.
 
     points_cam: (F, V, 3) float64 vertices in OpenCV camera space (any length unit, same as ``near``);
-    K: (F, 3, 3) float64; width, height: image size in pixels; near: the near-plane distance (camera clip start);
+    K: (F, 3, 3) float64; width, height: image size in pixels; near: the near-plane distance (camera clip start),
+    a scalar or (F,);
     edges: optional (E, 2) int vertex indices. Where an edge crosses the near plane, its crossing point joins the
     vertices in front, so geometry straddling the camera gives the exact box of its visible part, not of its vertices.
     Returns boxes (F, 4) float64 ``x0, y0, x1, y1`` in pixels (zeros where invalid) and valid (F,) bool: some of the
     geometry projects inside the image.
     """
+    near = np.reshape(np.asarray(near, dtype=np.float64), (-1, 1))
     z = points_cam[..., 2]
     front = z > near
     uv = project(K, points_cam)
@@ -56,3 +58,31 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     valid = keep.any(axis=1) & (hi > lo).all(axis=1)
     boxes = np.where(valid[:, None], np.concatenate([lo, hi], axis=1), 0.0)
     return boxes, valid
+
+
+def quaternions_wxyz(rot):
+    """Unit quaternions (w, x, y, z) of proper rotation matrices: (F, ..., 3, 3) float64 -> (F, ..., 4) float64.
+
+    Signs are chosen along the first (frame) axis so consecutive quaternions have a non-negative dot product
+    (no 360° jumps when interpolating); the first frame has w >= 0.
+    """
+    m = rot
+    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    # Each row is 4·q_i·q for the component i that is largest, which keeps the division well conditioned.
+    cands = np.stack([
+        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                  m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
+                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
+        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
+                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+    ], -2)
+    diag = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
+    best = np.take_along_axis(cands, diag.argmax(-1)[..., None, None], -2)[..., 0, :]
+    q = best / np.linalg.norm(best, axis=-1, keepdims=True)
+    q = np.where(q[:1, ..., :1] < 0, -q, q) if len(q) else q
+    for f in range(1, len(q)):
+        flip = (q[f] * q[f - 1]).sum(-1) < 0
+        q[f][flip] *= -1
+    return q

@@ -1,0 +1,353 @@
+"""Scene → shot bundle: checks the scene, runs the frame loop and renders, builds shot.json + arrays, writes the zip.
+
+Arrays follow the DESIGN bundle table exactly. All lengths are metres = Blender units × ``unit_scale``.
+Errors (:class:`ExportError`, message naming the object or setting and the fix) stop the export before anything is
+written; warnings (unsaved file, non-uniform scale, an entity never in view, engine fallback) are returned.
+"""
+
+import functools
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import props
+from .camera import check_perspective, intrinsics, render_size, rigid, w2c_opencv
+from .entities import auto_candidates, entity_meta, explicit_entities, marked_entities
+from .errors import ExportCancelled, ExportError
+from .geometry import project, quaternions_wxyz, tight_boxes, transform
+from .renders import render_beauty, render_data_passes
+from .sampling import find_moving, sample
+
+MAX_FRAMES = 999
+FORMAT_VERSION = "1.0"
+CONVENTIONS = {
+    "world": "Blender world, right-handed, Z up, metres (Blender units x unit_scale)",
+    "camera_c2w_blender": "camera-to-world, Blender camera axes: x right, y up, looking down -z",
+    "camera_w2c_opencv": "world-to-camera, OpenCV axes: x right, y down, z forward; diag(1,-1,-1,1) inv(c2w)",
+    "intrinsics": "pixels at the output resolution; principal point in pixel-corner coordinates",
+    "pixels": "x right, y down, origin at the top-left image corner, pixel centres at +0.5",
+    "depth": "planar camera z in metres, inf for background",
+    "instance_mask": "entity id per pixel, 0 background",
+    "entities": "ids start at 1; column k of the N axis is entity id k+1",
+    "quaternion": "w, x, y, z; world rotation with scale removed; sign continuous over frames",
+}
+
+
+@dataclass
+class ExportOptions:
+    """What to export. frame_range: (start, end, step) inclusive Blender frames, None for the scene's range;
+    camera: a camera object name used for every frame, "" for the scene camera (markers may switch it)."""
+
+    include_renders: bool = True
+    include_rgb_frames: bool = False
+    frame_range: tuple | None = None
+    camera: str = ""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    frame_count: int
+    entity_names: list
+    warnings: list = field(default_factory=list)
+
+
+@functools.cache
+def addon_version():
+    """The extension's version from blender_manifest.toml at the extension root."""
+    with open(Path(__file__).resolve().parents[2] / "blender_manifest.toml", "rb") as fh:
+        return tomllib.load(fh)["version"]
+
+
+class _Progress:
+    """Maps per-stage progress onto one ``progress(done, total, stage)`` over the whole export."""
+
+    def __init__(self, callback, total):
+        self.callback, self.total, self.done = callback, total, 0
+
+    def stage(self, name, count):
+        start = self.done
+        self.done += count
+
+        def report(i, _n):
+            if self.callback is not None:
+                self.callback(start + i, self.total, name)
+
+        report(0, count)
+        return report
+
+
+def _frames(scene, options):
+    start, end, step = options.frame_range or (scene.frame_start, scene.frame_end, scene.frame_step)
+    if step < 1:
+        raise ExportError(f"Frame step is {step}; set Output Properties › Frame Range › Step to 1 or more.")
+    frames = np.arange(start, end + 1, step, dtype=np.int32)
+    if len(frames) < 2:
+        raise ExportError(
+            f"Frame range {start}..{end} (step {step}) gives {len(frames)} frame(s); a shot needs at least 2: "
+            "widen Output Properties › Frame Range or lower the step."
+        )
+    if len(frames) > MAX_FRAMES:
+        raise ExportError(
+            f"Frame range {start}..{end} (step {step}) gives {len(frames)} frames; export at most {MAX_FRAMES}: "
+            "shorten the range or raise the frame step (video models use 14-49 frames)."
+        )
+    return frames
+
+
+def _check_scene(scene, options, warnings):
+    """Up-front checks; returns the fixed camera object or None (scene camera per frame)."""
+    missing = [lib.filepath for lib in bpy.data.libraries if lib.is_missing]
+    if missing:
+        raise ExportError(
+            f"Linked librar{'y' if len(missing) == 1 else 'ies'} missing: {', '.join(missing)}; "
+            "relocate them (Outliner › Blender File › right-click the library › Relocate) or make the data local."
+        )
+    width, height = render_size(scene.render)
+    if width < 1 or height < 1:
+        raise ExportError(
+            f"Output resolution is {width}x{height} px ({scene.render.resolution_x}x{scene.render.resolution_y} at "
+            f"{scene.render.resolution_percentage} %); set Output Properties › Format › Resolution so both are >= 1 px."
+        )
+    if not bpy.data.filepath:
+        warnings.append("The .blend file is not saved: the bundle records no blend_file path. Save it to keep the link.")
+    if options.camera:
+        cam = scene.objects.get(options.camera)
+        if cam is None:
+            raise ExportError(f"Camera '{options.camera}' is not an object of scene '{scene.name}': pick one of its "
+                              "cameras or leave the camera empty to use the scene camera.")
+        check_perspective(cam)
+        return cam
+    cameras = {m.camera for m in scene.timeline_markers if m.camera is not None}
+    if scene.camera is not None:
+        cameras.add(scene.camera)
+    if not cameras:
+        raise ExportError(
+            f"Scene '{scene.name}' has no camera: add one (Add › Camera) and set it as the scene camera "
+            "(Scene Properties › Camera), or pick a camera for the export."
+        )
+    for cam in sorted(cameras, key=lambda o: o.name):
+        check_perspective(cam)
+    return None
+
+
+def _entities(scene, frames, is_cancelled, report):
+    entities = explicit_entities(scene)
+    if entities is None:
+        marked = marked_entities(scene)
+        candidates = [o for o in auto_candidates(scene) if o not in marked]
+        moving = find_moving(scene, frames, candidates, is_cancelled=is_cancelled)
+        report(len(frames), len(frames))
+        entities = sorted(set(moving) | set(marked), key=lambda o: o.name)
+    if not entities:
+        raise ExportError(
+            f"Scene '{scene.name}' has no entities: put the objects to export in a collection named "
+            f"'{props.ENTITY_COLLECTION}', animate them, or set the custom property '{props.MARKED_ENTITY}' on them."
+        )
+    return entities
+
+
+def _boxes(samples, w2c_bu, K, width, height, unit_scale):
+    """box_2d (F, N, 4), box_2d_valid (F, N) and box_3d_world (F, N, 8, 3) metres from the sampled geometry."""
+    n_frames, n_ent = samples.entity_world.shape[:2]
+    box_2d = np.zeros((n_frames, n_ent, 4))
+    valid = np.zeros((n_frames, n_ent), dtype=bool)
+    box_3d = np.zeros((n_frames, n_ent, 8, 3))
+    for j, geo in enumerate(samples.geometry):
+        world = samples.entity_world[:, j]
+        box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
+        if not geo.deforms:
+            cam = transform(w2c_bu, transform(world, geo.vertices))
+            box_2d[:, j], valid[:, j] = tight_boxes(cam, K, width, height, samples.clip_start, geo.edges)
+            continue
+        for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
+            cam = transform(w2c_bu[f], transform(world[f], verts))[None]
+            box, ok = tight_boxes(cam, K[f:f + 1], width, height, samples.clip_start[f], edges)
+            box_2d[f, j], valid[f, j] = box[0], ok[0]
+    return box_2d, valid, box_3d
+
+
+def _visible(in_frame, track_2d, track_depth_bu, depth_bu, mask):
+    """(F, N) bool from the renders: the pixel under the projected origin shows the entity itself, or a surface no
+    nearer than the origin (origins outside their own geometry, e.g. a torus centre)."""
+    n_frames, n_ent = in_frame.shape
+    height, width = mask.shape[1:]
+    px = np.clip(np.floor(track_2d[..., 0]).astype(np.int64), 0, width - 1)
+    py = np.clip(np.floor(track_2d[..., 1]).astype(np.int64), 0, height - 1)
+    f = np.arange(n_frames)[:, None]
+    ids = np.arange(1, n_ent + 1)[None, :]
+    own = mask[f, py, px] == ids
+    behind = depth_bu[f, py, px] >= track_depth_bu * (1 - 1e-3)
+    return in_frame & (own | behind)
+
+
+def build_shot(scene, options=None, progress=None, is_cancelled=None):
+    """Everything a bundle holds, in memory: ``(meta, arrays, frames, warnings)``.
+
+    meta: the shot.json dict; arrays: {name: array} of the DESIGN table (depth and instance_mask only with renders);
+    frames: {"first_frame.png" | "rgb/%04d.png": PNG bytes}; warnings: list of str.
+    progress(done, total, stage) is called as work proceeds; is_cancelled() -> True stops with ExportCancelled.
+    The scene's current frame and every render setting are restored whatever happens.
+    Raises ExportError (message names the object or setting and the fix).
+    """
+    options = options or ExportOptions()
+    warnings = []
+    camera = _check_scene(scene, options, warnings)
+    frames = _frames(scene, options)
+    n_frames = len(frames)
+    renders = options.include_renders
+    explicit = explicit_entities(scene) is not None
+    rgb = options.include_rgb_frames
+    total = n_frames * (1 + (not explicit) + renders + rgb) + renders + 1  # the last step is writing the zip
+    tracker = _Progress(progress, total)
+    view_layer = bpy.context.view_layer
+    saved_frame = scene.frame_current, scene.frame_subframe
+    try:
+        entities = _entities(scene, frames, is_cancelled, tracker.stage("entities", 0 if explicit else n_frames))
+        metas = [entity_meta(obj, i + 1) for i, obj in enumerate(entities)]
+        samples = sample(scene, frames, entities, camera, ray_cast=not renders,
+                         progress=tracker.stage("frames", n_frames), is_cancelled=is_cancelled)
+        rendered, frame_files, engine = None, {}, ""
+        shots = [(frames[0], "first_frame.png")] if renders else []
+        shots += [(frame, f"rgb/{i + 1:04d}.png") for i, frame in enumerate(frames)] if rgb else []
+        cameras = [scene.objects[name] for name in dict.fromkeys(samples.camera_names)]
+        with tempfile.TemporaryDirectory(prefix="trajplate-export-") as tmp:
+            if renders:
+                rendered = render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmp,
+                                              tracker.stage("depth and masks", n_frames), is_cancelled)
+            if shots:
+                frame_files, engine = render_beauty(scene, view_layer, shots, cameras, camera, tmp, warnings,
+                                                    tracker.stage("beauty", len(shots)), is_cancelled)
+    finally:
+        scene.frame_set(saved_frame[0], subframe=saved_frame[1])
+    arrays = _arrays(scene, frames, samples, rendered, warnings, metas)
+    meta = _meta(scene, frames, samples, metas, frame_files, renders, engine)
+    tracker.stage("writing", 1)
+    return meta, arrays, frame_files, warnings
+
+
+def _arrays(scene, frames, samples, rendered, warnings, metas):
+    unit_scale = scene.unit_settings.scale_length
+    render = scene.render
+    width, height = render_size(render)
+    fps = render.fps / render.fps_base
+    K = intrinsics(samples.lens, samples.sensor_width, samples.sensor_height, samples.sensor_fit, samples.shift_x,
+                   samples.shift_y, width, height, (render.pixel_aspect_x, render.pixel_aspect_y))
+    c2w_bu = rigid(samples.camera_world)
+    c2w = c2w_bu.copy()
+    c2w[:, :3, 3] *= unit_scale
+    w2c = w2c_opencv(c2w)
+    world = samples.entity_world.copy()
+    world[..., :3, 3] *= unit_scale
+    pose = rigid(world)
+    cam_pose = w2c[:, None] @ pose
+    origin = cam_pose[..., :3, 3]
+    track_2d = project(K[:, None], origin[..., None, :])[..., 0, :]
+    track_depth = origin[..., 2]
+    in_frame = ((track_depth > 0) & (track_2d[..., 0] >= 0) & (track_2d[..., 0] < width)
+                & (track_2d[..., 1] >= 0) & (track_2d[..., 1] < height))
+    box_2d, box_valid, box_3d = _boxes(samples, w2c_opencv(c2w_bu), K, width, height, unit_scale)
+    arrays = {
+        "frame_numbers": frames.astype(np.int32),
+        "time_s": (frames - frames[0]).astype(np.float64) / fps,
+        "camera_c2w_blender": c2w,
+        "camera_w2c_opencv": w2c,
+        "intrinsics": K,
+        "entity_world": world,
+        "entity_position": world[..., :3, 3].copy(),
+        "entity_quaternion_wxyz": quaternions_wxyz(pose[..., :3, :3]),
+        "entity_cam_opencv": cam_pose,
+        "track_2d": track_2d,
+        "track_depth": track_depth,
+        "track_in_frame": in_frame,
+        "box_2d": box_2d,
+        "box_2d_valid": box_valid,
+        "box_3d_world": box_3d,
+    }
+    if rendered is None:
+        arrays["track_visible"] = in_frame & samples.ray_visible
+    else:
+        depth_bu, mask = rendered
+        arrays["track_visible"] = _visible(in_frame, track_2d, track_depth / unit_scale, depth_bu, mask)
+        arrays["depth"] = (depth_bu * np.float32(unit_scale)).astype(np.float32)
+        arrays["instance_mask"] = mask
+    scale = np.linalg.norm(samples.entity_world[..., :3, :3], axis=-2)  # (F, N, 3) axis lengths
+    uneven = (scale.max(-1) > scale.min(-1) * (1 + 1e-4)).any(axis=0)
+    never = ~(box_valid | in_frame).any(axis=0)
+    for meta, is_uneven, is_never in zip(metas, uneven, never, strict=True):
+        if is_uneven:
+            warnings.append(f"Entity '{meta['name']}' has non-uniform scale: entity_quaternion_wxyz and "
+                            "entity_cam_opencv keep only its rotation (entity_world keeps the scale).")
+        if is_never:
+            warnings.append(f"Entity '{meta['name']}' never enters the camera view over the exported frames.")
+    return arrays
+
+
+def _meta(scene, frames, samples, metas, frame_files, renders, engine):
+    render = scene.render
+    width, height = render_size(render)
+    unit_scale = scene.unit_settings.scale_length
+    return {
+        "format_version": FORMAT_VERSION,
+        "generator": {"name": "TrajPlate", "addon_version": addon_version(), "blender_version": bpy.app.version_string},
+        "scene": scene.name,
+        "camera": samples.camera_names[0],
+        "cameras": list(samples.camera_names),
+        "blend_file": bpy.path.abspath(bpy.data.filepath) if bpy.data.filepath else "",
+        "fps": render.fps / render.fps_base,
+        "frame_start": int(frames[0]),
+        "frame_end": int(frames[-1]),
+        "frame_step": int(frames[1] - frames[0]),
+        "frame_count": len(frames),
+        "resolution": [width, height],
+        "pixel_aspect": [render.pixel_aspect_x, render.pixel_aspect_y],
+        "camera_settings": {
+            "type": "PERSP",
+            "lens_mm": float(samples.lens[0]),
+            "sensor_width_mm": float(samples.sensor_width[0]),
+            "sensor_height_mm": float(samples.sensor_height[0]),
+            "sensor_fit": str(samples.sensor_fit[0]),
+            "shift_x": float(samples.shift_x[0]),
+            "shift_y": float(samples.shift_y[0]),
+            "clip_start": float(samples.clip_start[0]) * unit_scale,
+            "clip_end": float(samples.clip_end[0]) * unit_scale,
+        },
+        "unit_scale": unit_scale,
+        "entities": metas,
+        "scene_prompt": str(scene.get(props.SCENE_PROMPT, "")),
+        "location_prompt": str(scene.get(props.LOCATION_PROMPT, "")),
+        "conventions": dict(CONVENTIONS),
+        "frames": list(frame_files),
+        "renders": {"depth": renders, "instance_mask": renders, "engine": engine},
+    }
+
+
+def export_shot(filepath, scene=None, options=None, progress=None, is_cancelled=None):
+    """Export ``scene`` (default: the context scene) as a shot bundle zip at ``filepath``.
+
+    Returns ExportResult (path, frame count, entity names, warnings). The bundle is written atomically at the end;
+    an error or a cancel leaves no file. Raises ExportError / ExportCancelled.
+    """
+    from ..bundle import BundleWriteError, write_bundle
+
+    scene = scene or bpy.context.scene
+    totals = []
+
+    def relay(done, total, stage):
+        totals.append(total)
+        if progress is not None:
+            progress(done, total, stage)
+
+    meta, arrays, frame_files, warnings = build_shot(scene, options, relay, is_cancelled)
+    if is_cancelled is not None and is_cancelled():
+        raise ExportCancelled("Export cancelled.")
+    try:
+        path = write_bundle(filepath, meta, arrays, frame_files)
+    except (BundleWriteError, OSError) as exc:
+        raise ExportError(f"Could not write the bundle to '{filepath}': {exc}") from exc
+    relay(totals[-1], totals[-1], "done")
+    return ExportResult(Path(path), len(arrays["frame_numbers"]), [m["name"] for m in meta["entities"]], warnings)

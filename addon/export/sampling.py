@@ -1,0 +1,201 @@
+"""The frame loop: what Blender evaluates at each exported frame, read as cheaply as possible.
+
+One ``scene.frame_set`` per frame (the full depsgraph: parents, constraints, drivers, NLA, bones), then bulk reads:
+every object's world matrix in one ``foreach_get``, the camera's settings, and the evaluated vertices of entities
+whose geometry can change (modifiers, shape keys, non-mesh geometry). Rigid meshes are read once: their world
+vertices are the per-frame world matrix times fixed local vertices, which the export vectorises afterwards.
+Everything here is in Blender units; the caller converts to metres.
+"""
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from .camera import check_perspective
+from .errors import ExportCancelled, ExportError
+
+
+@dataclass
+class Geometry:
+    """An entity's local-space geometry: ``vertices`` (V, 3) float64 and ``edges`` (E, 2) int, or per-frame lists
+    of them when the geometry deforms; ``bound_box`` (8, 3) or (F, 8, 3) float64 (Blender ``bound_box`` order)."""
+
+    vertices: object
+    edges: object
+    bound_box: np.ndarray
+    deforms: bool
+
+
+@dataclass
+class Samples:
+    """What the frame loop read, per exported frame (F frames, N entities), Blender units and Blender axes.
+
+    camera_names: F camera object names; camera_world (F, 4, 4) float64 camera matrix_world (scale included);
+    lens, sensor_width, sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str;
+    entity_world (F, N, 4, 4) float64 matrix_world; geometry: N Geometry; ray_visible (F, N) bool or None: the
+    first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond the origin.
+    """
+
+    camera_names: list
+    camera_world: np.ndarray
+    lens: np.ndarray
+    sensor_width: np.ndarray
+    sensor_height: np.ndarray
+    sensor_fit: np.ndarray
+    shift_x: np.ndarray
+    shift_y: np.ndarray
+    clip_start: np.ndarray
+    clip_end: np.ndarray
+    entity_world: np.ndarray
+    geometry: list
+    ray_visible: np.ndarray | None
+
+
+def is_rigid(obj):
+    """True when the object's evaluated geometry is its mesh data as is (no modifiers, no shape keys)."""
+    return obj.type == "MESH" and not obj.modifiers and obj.data.shape_keys is None
+
+
+def _mesh_arrays(mesh):
+    verts = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+    mesh.vertices.foreach_get("co", verts)
+    edges = np.empty(len(mesh.edges) * 2, dtype=np.int64)
+    mesh.edges.foreach_get("vertices", edges)
+    return verts.reshape(-1, 3), edges.reshape(-1, 2)
+
+
+def _evaluated_geometry(obj, depsgraph):
+    """(vertices, edges, bound_box) of the evaluated object; objects without geometry give their bound box."""
+    ob_eval = obj.evaluated_get(depsgraph)
+    bound_box = np.array(ob_eval.bound_box, dtype=np.float64)
+    try:
+        mesh = ob_eval.to_mesh()
+    except RuntimeError:  # types that have no mesh form (empties, armatures, lights...)
+        mesh = None
+    if mesh is None:
+        return bound_box, np.zeros((0, 2), dtype=np.int64), bound_box
+    verts, edges = _mesh_arrays(mesh)
+    ob_eval.to_mesh_clear()
+    return verts, edges, bound_box
+
+
+class _MatrixReader:
+    """World matrices of chosen objects from one ``bpy.data.objects.foreach_get`` (column-major in Blender)."""
+
+    def __init__(self, objects):
+        index = {obj.as_pointer(): i for i, obj in enumerate(bpy.data.objects)}
+        self.rows = np.array([index[obj.as_pointer()] for obj in objects], dtype=np.int64)
+        self.buffer = np.empty(len(bpy.data.objects) * 16, dtype=np.float64)
+
+    def read(self):
+        """(len(objects), 4, 4) float64 world matrices at the current frame."""
+        bpy.data.objects.foreach_get("matrix_world", self.buffer)
+        return self.buffer.reshape(-1, 4, 4)[self.rows].transpose(0, 2, 1)
+
+
+def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
+    """The candidates whose world matrix or evaluated bounds change over ``frames`` (one frame_set per frame).
+
+    Bounds catch geometry that moves without its object moving (armature skinning, animated modifiers).
+    """
+    reader = _MatrixReader(candidates)
+    deforming = [i for i, obj in enumerate(candidates) if not is_rigid(obj)]
+    first_m = first_b = None
+    moving = np.zeros(len(candidates), dtype=bool)
+    for frame in frames:
+        if is_cancelled is not None and is_cancelled():
+            raise ExportCancelled("Export cancelled.")
+        scene.frame_set(int(frame))
+        mats = reader.read()
+        bounds = np.array([candidates[i].bound_box for i in deforming], dtype=np.float64).reshape(-1, 8, 3)
+        if first_m is None:
+            first_m, first_b = mats, bounds
+            continue
+        moving |= np.abs(mats - first_m).max(axis=(1, 2)) > tol
+        if deforming:
+            moving[deforming] |= np.abs(bounds - first_b).max(axis=(1, 2)) > tol
+    return [obj for obj, m in zip(candidates, moving, strict=True) if m]
+
+
+def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, is_cancelled=None):
+    """Run the frame loop over ``frames`` (Blender frame numbers) for ``entities`` (objects) and return Samples.
+
+    camera: a camera object used at every frame, or None for ``scene.camera`` per frame (markers may switch it).
+    ray_cast: also decide visibility by casting a ray from the camera to each entity origin (when renders are off).
+    progress(done, total) is called after each frame; is_cancelled() -> True stops with ExportCancelled.
+    Raises ExportError naming the frame when the scene has no camera there, or the camera when it is not perspective.
+    """
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    reader = _MatrixReader(entities)
+    n_frames, n_ent = len(frames), len(entities)
+    entity_world = np.empty((n_frames, n_ent, 4, 4))
+    camera_world = np.empty((n_frames, 4, 4))
+    cam_values = np.empty((n_frames, 7))
+    fits, names = [], []
+    rigid = [is_rigid(obj) for obj in entities]
+    geometry = []
+    for obj, is_rig in zip(entities, rigid, strict=True):
+        if is_rig:
+            verts, edges = _mesh_arrays(obj.data)
+            geometry.append(Geometry(verts, edges, np.array(obj.bound_box, dtype=np.float64), False))
+        else:
+            geometry.append(Geometry([], [], np.empty((n_frames, 8, 3)), True))
+    ray_visible = np.ones((n_frames, n_ent), dtype=bool) if ray_cast else None
+    checked = set()
+    for f, frame in enumerate(frames):
+        if is_cancelled is not None and is_cancelled():
+            raise ExportCancelled("Export cancelled.")
+        scene.frame_set(int(frame))
+        cam = camera or scene.camera
+        if cam is None:
+            raise ExportError(
+                f"Scene '{scene.name}' has no camera at frame {frame}: add a camera (Add › Camera) and set it as "
+                "the scene camera (Scene Properties › Camera), or bind one to a marker before this frame."
+            )
+        if cam.name not in checked:
+            check_perspective(cam)
+            checked.add(cam.name)
+        names.append(cam.name)
+        data = cam.data
+        cam_values[f] = (
+            data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y, data.clip_start, data.clip_end
+        )
+        fits.append(data.sensor_fit)
+        camera_world[f] = cam.matrix_world
+        entity_world[f] = reader.read()
+        for obj, geo in zip(entities, geometry, strict=True):
+            if geo.deforms:
+                verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
+                geo.vertices.append(verts)
+                geo.edges.append(edges)
+                geo.bound_box[f] = bound_box
+        if ray_cast:
+            ray_visible[f] = _ray_visibility(scene, depsgraph, camera_world[f, :3, 3], entity_world[f], entities)
+        if progress is not None:
+            progress(f + 1, n_frames)
+    return Samples(
+        camera_names=names, camera_world=camera_world,
+        lens=cam_values[:, 0], sensor_width=cam_values[:, 1], sensor_height=cam_values[:, 2],
+        sensor_fit=np.array(fits), shift_x=cam_values[:, 3], shift_y=cam_values[:, 4], clip_start=cam_values[:, 5],
+        clip_end=cam_values[:, 6],
+        entity_world=entity_world, geometry=geometry, ray_visible=ray_visible,
+    )
+
+
+def _ray_visibility(scene, depsgraph, cam_pos, worlds, entities):
+    """(N,) bool: for each entity, nothing other than itself lies between the camera and its origin."""
+    from mathutils import Vector
+
+    out = np.ones(len(entities), dtype=bool)
+    origin = Vector(cam_pos)
+    for i, obj in enumerate(entities):
+        delta = worlds[i, :3, 3] - cam_pos
+        dist = float(np.linalg.norm(delta))
+        if dist < 1e-9:
+            continue
+        hit, location, _n, _i, hit_obj, _m = scene.ray_cast(depsgraph, origin, Vector(delta / dist), distance=dist)
+        if hit and hit_obj is not None and hit_obj.original != obj:
+            # A hit on the origin itself (a surface through it) does not occlude.
+            out[i] = (location - origin).length >= dist * (1 - 1e-6)
+    return out

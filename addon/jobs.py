@@ -1,0 +1,341 @@
+"""Job manager: the export on the main thread in slices, upload / progress / download in worker threads.
+
+Threading contract (the common bug in the wild is a worker writing ``bpy`` data):
+
+- Everything a worker needs is copied into a :class:`JobSpec` on the main thread when the job is queued.
+- A worker (``_work``) never touches ``bpy``: it talks HTTP through :mod:`.client` and reports plain dicts
+  through a ``queue.Queue``; cancel is a ``threading.Event`` that also makes the worker send
+  ``DELETE /v1/jobs/{id}`` so the server stops too.
+- :meth:`JobManager.tick` runs on the main thread (a ``bpy.app.timers`` callback in Blender; tests call it
+  directly because timers never fire in the bpy module): it advances the export by slices of at most
+  ``EXPORT_SLICE_S``, applies the workers' messages, and hands finished downloads to ``on_take`` (the sequencer
+  import). Each call is short: one take import is the most work it does.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import BackendError, Client, DownloadCancelled
+
+EXPORT_SLICE_S = 0.03
+TERMINAL = ("succeeded", "failed", "cancelled")
+# Consecutive failed polls tolerated before a running job is reported as lost (the server keeps the job).
+POLL_RETRIES = 3
+
+
+@dataclass
+class JobSpec:
+    """A snapshot of everything one job needs, taken on the main thread when it is queued.
+
+    ``scene``: the exported scene; ``sequencer_scene``: the scene whose sequencer gets the take (5.0 can show
+    another scene's sequencer). ``params``: the JSON of ``trajplate.params.GenerateParams``. ``frame_start``/``frame_end``: the shot's
+    Blender frame range (inclusive). ``takes_dir``: where the take is saved (absolute).
+    """
+
+    scene: str
+    sequencer_scene: str
+    shot: str
+    frame_start: int
+    frame_end: int
+    params: dict
+    backend_url: str
+    token: str
+    takes_dir: Path
+    timeout: float = 10.0
+    download_timeout: float = 60.0
+    poll_interval: float = 0.5
+    bundle: Path | None = None
+
+
+@dataclass
+class Job:
+    """One generation as the panel shows it. Only the main thread mutates it (through :meth:`JobManager.tick`)."""
+
+    spec: JobSpec
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    client_job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    state: str = "exporting"  # exporting, uploading, queued, running, downloading, importing + TERMINAL
+    stage: str = ""
+    step: int = 0
+    steps: int = 0
+    eta_s: float | None = None
+    server_id: str | None = None
+    server_state: str = ""
+    error: str = ""
+    video: Path | None = None
+    metadata: dict | None = None
+    strip: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state not in TERMINAL
+
+    @property
+    def label(self) -> str:
+        p = self.spec.params
+        return f"{p.get('pipeline', '?')} · seed {p.get('seed', 0)}"
+
+    @property
+    def fraction(self) -> float:
+        """0..1 over the whole job (denoising dominates), for progress bars."""
+        if self.state == "succeeded":
+            return 1.0
+        if self.state == "exporting":
+            return 0.05 * self.step / 100
+        if self.state in ("downloading", "importing"):
+            return 0.97
+        if self.stage == "denoising" and self.steps:
+            return 0.1 + 0.8 * self.step / self.steps
+        return {"loading": 0.06, "conditioning": 0.08, "decoding": 0.9, "encoding": 0.95}.get(self.stage, 0.05)
+
+    @property
+    def status_line(self) -> str:
+        """One line: 'denoising 12/25 · ETA 40 s', 'exporting 40%', or the error."""
+        if self.state == "failed":
+            return self.error
+        if self.state == "exporting":
+            return f"exporting {self.step}%"
+        if self.state in ("running", "queued") and self.stage:
+            text = self.stage
+            if self.steps:
+                text += f" {self.step}/{self.steps}"
+            if self.eta_s is not None:
+                text += f" · ETA {self.eta_s:.0f} s"
+            return text
+        return self.state
+
+
+class Export:
+    """The main-thread export shared by the jobs of one Generate click (one bundle, N seeds).
+
+    ``steps`` yields a progress fraction 0..1 after each slice of work and has written ``bundle`` when exhausted.
+    """
+
+    def __init__(self, steps: Iterator[float], bundle: Path, jobs: list[Job]):
+        self.steps = steps
+        self.bundle = bundle
+        self.jobs = jobs
+
+
+def _work(job_id: str, spec: JobSpec, server_id: str | None, client_job_id: str, cancel: threading.Event,
+          post: Callable[[str, dict], None]) -> None:
+    """Worker thread: submit (unless ``server_id`` is known), poll, download. Never touches ``bpy``."""
+    client = Client(spec.backend_url, spec.token, spec.timeout, spec.download_timeout)
+    try:
+        if server_id is None:
+            post(job_id, {"state": "uploading"})
+            server_id = client.submit(spec.bundle, spec.params, client_job_id)
+            post(job_id, {"server_id": server_id, "state": "queued"})
+        cancel_sent = False
+        failures = 0
+        while True:
+            if cancel.is_set() and not cancel_sent:
+                client.cancel(server_id)
+                cancel_sent = True
+            try:
+                status = client.job(server_id)
+                failures = 0
+            except BackendError:
+                failures += 1
+                if failures > POLL_RETRIES or cancel_sent:
+                    raise
+                time.sleep(spec.poll_interval)
+                continue
+            state = status.get("state", "")
+            progress = status.get("progress") or {}
+            update = {"server_state": state, "stage": progress.get("stage", ""), "step": progress.get("step") or 0,
+                      "steps": progress.get("steps") or 0, "eta_s": progress.get("eta_s")}
+            if state in ("queued", "running"):
+                update["state"] = state
+            post(job_id, update)
+            if state == "succeeded":
+                break
+            if state == "cancelled":
+                post(job_id, {"state": "cancelled"})
+                return
+            if state == "failed":
+                post(job_id, {"state": "failed", "error": f"Backend: {status.get('error') or 'the job failed'}"})
+                return
+            cancel.wait(spec.poll_interval)
+        if cancel.is_set():
+            post(job_id, {"state": "cancelled"})
+            return
+        post(job_id, {"state": "downloading"})
+        metadata = client.metadata(server_id)
+        spec.takes_dir.mkdir(parents=True, exist_ok=True)
+        video = client.download_video(server_id, spec.takes_dir / f".{job_id}.mp4", cancel.is_set)
+        post(job_id, {"state": "importing", "video": video, "metadata": metadata})
+    except DownloadCancelled:
+        post(job_id, {"state": "cancelled"})
+    except BackendError as exc:
+        print(f"TrajPlate job {job_id}: {exc.detail}")
+        post(job_id, {"state": "failed", "error": exc.line})
+    except Exception as exc:  # a worker must always report back, or the job hangs in the panel
+        traceback.print_exc()
+        post(job_id, {"state": "failed", "error": f"Unexpected error: {exc}"})
+
+
+class JobManager:
+    """Owns the jobs of this Blender session.
+
+    ``on_take(job) -> strip name``: main-thread import of a downloaded take (raises to fail the job).
+    ``on_change()``: called after a tick that changed anything (redraw the panels).
+    ``on_error(job)``: called once when a job fails (report it to the artist).
+    """
+
+    def __init__(self, on_take: Callable[[Job], str], on_change: Callable[[], None] = lambda: None,
+                 on_error: Callable[[Job], None] = lambda job: None):
+        self.jobs: list[Job] = []
+        self.exports: list[Export] = []
+        self.on_take = on_take
+        self.on_change = on_change
+        self.on_error = on_error
+        self._messages: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
+
+    # -- main thread --------------------------------------------------------------------------------------
+
+    def queue(self, specs: list[JobSpec], export_steps: Iterator[float], bundle: Path) -> list[Job]:
+        """Queue one job per spec behind one export that ``tick`` advances; returns the jobs (state 'exporting')."""
+        jobs = [Job(spec) for spec in specs]
+        self.jobs.extend(jobs)
+        self.exports.append(Export(export_steps, bundle, jobs))
+        self.on_change()
+        return jobs
+
+    def get(self, job_id: str) -> Job | None:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    @property
+    def busy(self) -> bool:
+        return any(job.active for job in self.jobs)
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``: a job still exporting stops at once; a running one is cancelled on the server too."""
+        job.cancel.set()
+        if job.state == "exporting":
+            job.state = "cancelled"
+        self.on_change()
+
+    def retry(self, job: Job) -> None:
+        """Run a failed or cancelled job again. A job the server finished is only downloaded again; one the server
+        never got is resubmitted with the same client job id (idempotent); one that failed there gets a new job."""
+        if job.active:
+            return
+        if job.spec.bundle is None:
+            raise ValueError("this job never finished its export; press Generate again")
+        if job.server_state in ("failed", "cancelled"):
+            job.server_id, job.server_state, job.client_job_id = None, "", uuid.uuid4().hex
+        job.cancel = threading.Event()
+        job.error, job.stage, job.step, job.steps, job.eta_s = "", "", 0, 0, None
+        self._start(job)
+
+    def tick(self) -> bool:
+        """Advance everything by one short main-thread slice. Returns True while any job is active."""
+        changed = self._advance_export()
+        while True:
+            try:
+                job_id, update = self._messages.get_nowait()
+            except queue.Empty:
+                break
+            job = self.get(job_id)
+            if job is None:
+                continue
+            changed = True
+            self._apply(job, update)
+        if changed:
+            self.on_change()
+        return self.busy
+
+    def clear_finished(self) -> None:
+        """Forget finished jobs and delete the bundles no remaining job needs."""
+        done = [job for job in self.jobs if not job.active]
+        self.jobs = [job for job in self.jobs if job.active]
+        self._delete_bundles(done)
+        self.on_change()
+
+    def shutdown(self, join_s: float = 2.0) -> None:
+        """Cancel every active job (server side too) and wait briefly for the workers (add-on unregister)."""
+        for job in self.jobs:
+            job.cancel.set()
+        deadline = time.monotonic() + join_s
+        for job in self.jobs:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        done, self.jobs = self.jobs, []
+        self.exports.clear()
+        self._delete_bundles(done)
+
+    def _delete_bundles(self, done: list[Job]) -> None:
+        needed = {job.spec.bundle for job in self.jobs} | {e.bundle for e in self.exports}
+        for bundle in {job.spec.bundle for job in done} - needed - {None}:
+            bundle.unlink(missing_ok=True)
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        job.state = "uploading" if job.server_id is None else "queued"
+        job.thread = threading.Thread(
+            target=_work, name=f"trajplate-job-{job.id}", daemon=True,
+            args=(job.id, job.spec, job.server_id, job.client_job_id, job.cancel,
+                  lambda jid, upd: self._messages.put((jid, upd))))
+        job.thread.start()
+
+    def _advance_export(self) -> bool:
+        if not self.exports:
+            return False
+        export = self.exports[0]
+        pending = [job for job in export.jobs if not job.cancel.is_set()]
+        if not pending:
+            self.exports.pop(0)
+            return True
+        deadline = time.perf_counter() + EXPORT_SLICE_S
+        try:
+            while time.perf_counter() < deadline:
+                percent = int(100 * next(export.steps))
+                for job in pending:
+                    job.step = percent
+        except StopIteration:
+            self.exports.pop(0)
+            for job in pending:
+                job.spec.bundle = export.bundle
+                self._start(job)
+        except Exception as exc:  # the export's message names the field and the fix
+            traceback.print_exc()
+            self.exports.pop(0)
+            for job in pending:
+                self._fail(job, f"Export failed: {exc}")
+        return True
+
+    def _apply(self, job: Job, update: dict) -> None:
+        if job.state in TERMINAL and update.get("state") not in TERMINAL:
+            if update.get("video") is not None:
+                update["video"].unlink(missing_ok=True)  # downloaded after the artist cancelled
+            return  # a late progress message after cancel
+        for key, value in update.items():
+            setattr(job, key, value)
+        if job.state == "failed":
+            self.on_error(job)
+        elif job.state == "importing":
+            try:
+                job.strip = self.on_take(job)
+                job.state = "succeeded"
+            except Exception as exc:
+                traceback.print_exc()
+                if job.video is not None:
+                    job.video.unlink(missing_ok=True)
+                self._fail(job, f"Import failed: {exc}")
+
+    def _fail(self, job: Job, line: str) -> None:
+        job.state, job.error = "failed", line
+        self.on_error(job)
+

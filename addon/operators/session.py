@@ -1,0 +1,146 @@
+"""What one Blender session keeps at run time: the job manager, the backend's last answers, the timer.
+
+Nothing here is saved in the .blend. The timer calls :func:`tick` (tests call it directly: ``bpy.app.timers``
+never fire in the bpy module). Backend status and the pipeline list are fetched in a short-lived thread that only
+swaps a plain dict (``backend``); the panel reads it.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import bpy
+
+from .. import prefs, sequencer
+from ..client import BackendError, Client, is_loopback
+from ..export.exporter import ExportOptions, export_shot
+from ..jobs import Job, JobManager
+
+TICK_ACTIVE_S = 0.1
+TICK_IDLE_S = 1.0
+REDRAW_AREAS = ("VIEW_3D", "SEQUENCE_EDITOR")
+
+# The backend's last answers: {"url", "health" | None, "pipelines" [...], "error" "", "busy" bool}. The refresh
+# thread replaces the whole dict (one assignment), so the panel never sees half an update.
+_backend = {"state": {"url": "", "health": None, "pipelines": [], "error": "", "busy": False}}
+_changed = threading.Event()
+
+
+def network_block(url: str) -> str:
+    """Why ``url`` may not be used now ('' if it may): non-loopback URLs need Blender's online access."""
+    if is_loopback(url) or bpy.app.online_access:
+        return ""
+    if getattr(bpy.app, "online_access_override", False):
+        return "Online access is disabled from the command line (--offline-mode); only a local backend can be used"
+    return "Online access is off: enable Preferences ▸ System ▸ Network ▸ Allow Online Access, or use a local backend"
+
+
+def client(context=None) -> Client:
+    p = prefs.get(context)
+    return Client(p.backend_url, prefs.token(p), p.timeout, p.download_timeout)
+
+
+def backend() -> dict:
+    return _backend["state"]
+
+
+def pipeline_info(pipeline_id: str) -> dict | None:
+    return next((p for p in backend()["pipelines"] if p.get("id") == pipeline_id), None)
+
+
+def refresh_backend(c: Client) -> None:
+    """Fetch health and pipelines in a thread; the panel shows the result at the next tick."""
+    def fetch():
+        state = {"url": c.base_url, "health": None, "pipelines": backend()["pipelines"], "error": "", "busy": False}
+        try:
+            state["health"] = c.health()
+            state["pipelines"] = c.pipelines()
+        except BackendError as exc:
+            print(f"TrajPlate: {exc.detail}")
+            state["error"] = exc.line
+        _backend["state"] = state
+        _changed.set()
+
+    _backend["state"] = {**backend(), "busy": True}
+    threading.Thread(target=fetch, name="trajplate-refresh", daemon=True).start()
+
+
+def redraw() -> None:
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type in REDRAW_AREAS or area.type == "STATUSBAR":
+                area.tag_redraw()
+
+
+def _import_take(job: Job) -> str:
+    scene = bpy.data.scenes.get(job.spec.sequencer_scene)
+    if scene is None:
+        raise RuntimeError(f"scene {job.spec.sequencer_scene!r} no longer exists")
+    strip = sequencer.add_take(scene, job.video, job.metadata or {}, shot=job.spec.shot, shot_scene=job.spec.scene,
+                               frame_start=job.spec.frame_start, frame_end=job.spec.frame_end,
+                               backend_url=job.spec.backend_url, params=job.spec.params)
+    return strip.name
+
+
+def _report_error(job: Job) -> None:
+    print(f"TrajPlate: job {job.label} failed: {job.error}")
+    try:
+        bpy.ops.trajplate.notify(message=f"TrajPlate {job.label}: {job.error}", level="ERROR")
+    except RuntimeError:
+        pass  # no window to report in (headless); the panel and the console have it
+
+
+manager = JobManager(on_take=_import_take, on_change=_changed.set, on_error=_report_error)
+
+
+def tick() -> bool:
+    """One main-thread slice: advance exports, apply worker results, redraw if anything changed."""
+    busy = manager.tick()
+    if _changed.is_set():
+        _changed.clear()
+        redraw()
+    return busy
+
+
+def _timer():
+    try:
+        busy = tick()
+    except Exception:  # a timer that raises is unregistered by Blender: keep ticking
+        traceback.print_exc()
+        busy = True
+    return TICK_ACTIVE_S if busy or backend()["busy"] else TICK_IDLE_S
+
+
+def export_steps(scene, bundle: Path, settings) -> Iterator[float]:
+    """The shot export on the main thread (it reads bpy), in one slice after a first tick; writes ``bundle``.
+
+    The export itself is one blocking call: its progress drives Blender's cursor progress meanwhile.
+    """
+    yield 0.0
+    frame_range = None if settings.use_scene_range else (settings.frame_start, settings.frame_end, scene.frame_step)
+    wm = bpy.context.window_manager
+    wm.progress_begin(0, 1)
+    try:
+        result = export_shot(bundle, scene=scene, options=ExportOptions(include_renders=True, frame_range=frame_range),
+                             progress=lambda done, total, stage: wm.progress_update(done / max(total, 1)))
+    finally:
+        wm.progress_end()
+    for warning in result.warnings:
+        print(f"TrajPlate export: {warning}")
+    yield 1.0
+
+
+def register():
+    bpy.app.timers.register(_timer, first_interval=TICK_IDLE_S, persistent=True)
+
+
+def unregister():
+    if bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.unregister(_timer)
+    manager.shutdown()

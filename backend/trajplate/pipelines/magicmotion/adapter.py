@@ -1,0 +1,252 @@
+"""MagicMotion behind TrajPlate's :class:`~trajplate.pipelines.base.TrajPipeline` interface.
+
+``load`` builds the pipeline from the THUDM base folder (diffusers layout) and the authors' adapter folder
+(``stage1/mask.pt`` | ``stage2/box.pt`` | ``stage3/sparse_box.pt``; one stage per loaded pipeline = the variant);
+``prepare`` draws the trajectory map from the shot (:mod:`trajplate.conditioning.magicmotion`); ``generate`` samples
+with a CPU ``torch.Generator`` seeded from ``params.seed`` (the authors' choice, so seeds match across devices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import numpy as np
+import PIL.Image
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...conditioning import magicmotion as cond
+from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...presets import Preset
+from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from . import tiny
+from .checkpoint import load_strict, read_state_dict
+from .models import MagicMotionTransformer3DModel, TrajectoryControlNet
+from .pipeline import MagicMotionPipeline
+
+
+class MagicMotionOptions(BaseModel):
+    """Job options specific to MagicMotion (``GenerateParams.options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key_frames: list[int] | None = Field(
+        None, description="sparse_box only: Blender frame numbers that carry boxes (at most 10; default: the second "
+                          "and the last generated frame)")
+    entities: list[int] | None = Field(None, description="entity ids to animate (default: all)")
+    block_strength: list[float] | None = Field(
+        None, description="one ControlNet weight per block (42 for the real model), multiplied by `strength`")
+    vae_tiling: bool = Field(True, description="tiled VAE encode/decode (the authors' setting; less memory)")
+
+
+@dataclass
+class MagicMotionInputs:
+    conditioning: cond.MagicMotionConditioning
+    prompt: str
+    negative_prompt: str
+    options: MagicMotionOptions
+
+
+def _options(params: GenerateParams) -> MagicMotionOptions:
+    try:
+        return MagicMotionOptions.model_validate(params.options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise PipelineInputError(
+            f"options.{field}: {first['msg']}; valid options: {', '.join(MagicMotionOptions.model_fields)}"
+        ) from exc
+
+
+def _prompt(shot, params: GenerateParams) -> str:
+    """params.prompt, else the shot's scene prompt, else its entity prompts and location joined."""
+    if params.prompt and params.prompt.strip():
+        return params.prompt.strip()
+    meta = shot.meta
+    if meta.scene_prompt and meta.scene_prompt.strip():
+        return meta.scene_prompt.strip()
+    parts = [e.prompt.strip() for e in meta.entities if e.prompt and e.prompt.strip()]
+    if meta.location_prompt and meta.location_prompt.strip():
+        parts.append(meta.location_prompt.strip())
+    if not parts:
+        raise PipelineInputError(
+            "prompt: empty — neither the job nor the shot has a scene, entity or location prompt. Fix: write a scene "
+            "prompt in the add-on's panel or pass `prompt`."
+        )
+    return ". ".join(parts)
+
+
+class MagicMotion(TrajPipeline):
+    """Loaded MagicMotion: one stage (variant) on one device in one memory mode."""
+
+    id = "magicmotion"
+    Options = MagicMotionOptions
+
+    def __init__(self, pipe: MagicMotionPipeline, preset: Preset, variant: str, device: torch.device,
+                 memory_mode: MemoryMode, applied_memory_mode: str):
+        self.pipe = pipe
+        self.preset = preset
+        self.variant = variant
+        self.device = device
+        self.memory_mode = memory_mode
+        self.applied_memory_mode = applied_memory_mode
+
+    @classmethod
+    def load(cls, preset: Preset, base_dir: Path, adapter_dir: Path, *, device: str | torch.device = "cpu",
+             dtype: torch.dtype | None = None, memory_mode: MemoryMode = "resident",
+             variant: str | None = None) -> MagicMotion:
+        """Build from ``base_dir`` (THUDM/CogVideoX-5b-I2V layout) and ``adapter_dir`` (quanhaol/MagicMotion layout).
+
+        dtype: default bf16 on CUDA (the authors'), float32 on CPU. memory_mode: DESIGN's modes; without CUDA only
+        ``resident`` can act, so the others are validated and recorded but not applied.
+        Raises PipelineInputError for an unknown variant or memory mode and
+        :class:`~.checkpoint.CheckpointError` when the adapter file is missing or does not match the base.
+        """
+        device = torch.device(device)
+        variant = variant or preset.default_variant
+        if variant not in preset.variants:
+            raise PipelineInputError(f"variant: {variant!r} is not a MagicMotion stage; valid: {', '.join(preset.variants)}")
+        if memory_mode not in MEMORY_MODES:
+            raise PipelineInputError(f"memory_mode: {memory_mode!r} is unknown; valid: {', '.join(MEMORY_MODES)}")
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+        transformer = MagicMotionTransformer3DModel.from_pretrained(base_dir, subfolder="transformer", dtype=dtype)
+        with torch.device("meta"):  # 5B parameters: build without allocating, then assign the checkpoint's tensors
+            controlnet = TrajectoryControlNet.from_transformer_config(transformer.config)
+        ckpt = Path(adapter_dir) / preset.variants[variant].files[0]
+        load_strict(controlnet, read_state_dict(ckpt), str(ckpt), dtype)
+        controlnet.eval()
+        scheduler = getattr(diffusers, preset.defaults.scheduler).from_pretrained(base_dir, subfolder="scheduler")
+        pipe = MagicMotionPipeline.from_pretrained(
+            base_dir, transformer=transformer, controlnet=controlnet, scheduler=scheduler, dtype=dtype
+        )
+        pipe.set_progress_bar_config(disable=True)
+        applied = _apply_memory_mode(pipe, memory_mode, device)
+        return cls(pipe, preset, variant, device, memory_mode, applied)
+
+    @property
+    def native_size(self) -> tuple[int, int, int]:
+        """(frames, height, width) the loaded transformer generates (49, 480, 720 for the real weights)."""
+        c = self.pipe.transformer.config
+        s = self.pipe.vae_scale_factor_spatial
+        return c.sample_frames, c.sample_height * s, c.sample_width * s
+
+    def _conditioning(self, shot, params: GenerateParams, options: MagicMotionOptions) -> cond.MagicMotionConditioning:
+        if params.variant is not None and params.variant != self.variant:
+            raise PipelineInputError(
+                f"variant: this pipeline is loaded with stage {self.variant!r}, the job asks for {params.variant!r}. "
+                "Fix: load MagicMotion with that variant (one stage per loaded pipeline)."
+            )
+        frames, height, width = self.native_size
+        return cond.build_conditioning(
+            shot, self.variant, height=height, width=width, num_frames=frames,
+            key_frames=options.key_frames, entities=options.entities,
+        )
+
+    def prepare(self, shot, params: GenerateParams) -> MagicMotionInputs:
+        options = _options(params)
+        n_blocks = len(self.pipe.controlnet.transformer_blocks)
+        if options.block_strength is not None and len(options.block_strength) != n_blocks:
+            raise PipelineInputError(
+                f"options.block_strength: {len(options.block_strength)} weights given; the ControlNet has {n_blocks} "
+                "blocks. Fix: give one weight per block, or leave it out and use `strength`."
+            )
+        return MagicMotionInputs(
+            conditioning=self._conditioning(shot, params, options),
+            prompt=_prompt(shot, params),
+            negative_prompt=params.negative_prompt if params.negative_prompt is not None
+            else self.preset.defaults.negative_prompt,
+            options=options,
+        )
+
+    def _steps(self, params: GenerateParams) -> int:
+        if params.steps is not None:
+            return params.steps
+        if params.tier is not None:
+            if params.tier not in self.preset.tiers:
+                raise PipelineInputError(f"tier: {params.tier!r} is unknown; valid: {', '.join(self.preset.tiers)}")
+            return self.preset.tiers[params.tier].steps
+        return self.preset.defaults.steps
+
+    def generate(self, inputs: MagicMotionInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
+        steps = self._steps(params)
+        guidance = params.guidance if params.guidance is not None else self.preset.defaults.guidance
+        strength = params.strength if params.strength is not None else (self.preset.defaults.strength or 1.0)
+        block = inputs.options.block_strength
+        weights = strength if block is None else [strength * w for w in block]
+        c = inputs.conditioning
+        if inputs.options.vae_tiling:
+            self.pipe.vae.enable_tiling()
+        else:
+            self.pipe.vae.disable_tiling()
+
+        def on_step(_pipe, i: int, _t, _kwargs: dict) -> dict:
+            progress("denoising", i + 1, steps)
+            if i + 1 == steps:
+                progress("decoding", 0, 1)
+            return {}
+
+        progress("conditioning", 0, 1)
+        frames, height, width = self.native_size
+        video = self.pipe(
+            image=PIL.Image.fromarray(c.first_frame),
+            trajectory_maps=[PIL.Image.fromarray(f) for f in c.trajectory_map],
+            prompt=inputs.prompt,
+            negative_prompt=inputs.negative_prompt,
+            height=height, width=width, num_frames=frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=torch.Generator("cpu").manual_seed(params.seed),
+            controlnet_weights=weights,
+            callback_on_step_end=on_step,
+        )
+        return GeneratedVideo(
+            frames=(np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8),
+            fps=self.preset.native.fps,
+            shot_frames=c.shot_frames,
+            metadata={
+                "pipeline": self.id, "variant": self.variant, "mode": c.mode, "prompt": inputs.prompt,
+                "negative_prompt": inputs.negative_prompt, "seed": params.seed, "steps": steps,
+                "guidance": guidance, "strength": strength, "block_strength": block,
+                "entities": c.entity_ids, "key_frames": c.key_frames, "time_map": self.preset.time_map,
+                "memory_mode": self.memory_mode, "applied_memory_mode": self.applied_memory_mode,
+                "vae_tiling": inputs.options.vae_tiling,
+                "licence": {"base": self.preset.licence.base, "adapter": self.preset.licence.adapter},
+            },
+        )
+
+    def preview(self, shot, params: GenerateParams) -> np.ndarray:
+        return cond.preview(self._conditioning(shot, params, _options(params)))
+
+    def resident_bytes(self) -> int:
+        return sum(
+            t.numel() * t.element_size()
+            for module in (self.pipe.text_encoder, self.pipe.vae, self.pipe.transformer, self.pipe.controlnet)
+            for t in (*module.parameters(), *module.buffers())
+            if t.device.type == self.device.type
+        )
+
+    @classmethod
+    def build_tiny(cls, root: Path, *, frames: int = 49, height: int = 480, width: int = 720) -> None:
+        """Tiny random MagicMotion in the real layouts (see :mod:`.tiny`); default size = the native 49×480×720."""
+        tiny.build(Path(root), frames=frames, height=height, width=width)
+
+
+def _apply_memory_mode(pipe: MagicMotionPipeline, mode: MemoryMode, device: torch.device) -> str:
+    """Place the pipeline for ``mode`` (DESIGN's memory modes); returns what was applied."""
+    if device.type != "cuda":
+        pipe.to(device)
+        return "resident"
+    if mode == "resident":
+        pipe.to(device)
+    elif mode == "model_offload":
+        pipe.enable_model_cpu_offload(device=device)
+    elif mode == "group_offload":
+        # Block-level with CUDA streams: the next block uploads while the current one runs. The small VAE stays put.
+        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+                                  num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+    return mode

@@ -1,0 +1,86 @@
+"""Checks of a submission's text fields, each failure a 422 whose message names the field and the valid values."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel, ValidationError
+
+from ..jobs.catalog import all_presets, installed_class
+from ..params import GenerateParams
+
+CLIENT_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ParamsError(ValueError):
+    """A 422: the message names the field (``params.<field>``) and what is valid."""
+
+
+def _first_error(exc: ValidationError, prefix: str, model: type[BaseModel]) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in (prefix, *err["loc"]))
+    message = f"{where}: {err['msg']}"
+    if err["type"] == "extra_forbidden":
+        message += f"; valid fields: {', '.join(model.model_fields) or '(none)'}"
+    return message
+
+
+def parse_params(raw: str | None) -> GenerateParams:
+    """The ``params`` form field → :class:`GenerateParams`, checked against the presets and the pipeline's options.
+
+    Raises :class:`ParamsError`.
+    """
+    if raw is None:
+        raise ParamsError('params: missing; send the JSON of GenerateParams, e.g. {"pipeline": "magicmotion"}')
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ParamsError(f"params: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: must be a JSON object; got {type(data).__name__}")
+    try:
+        params = GenerateParams.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_first_error(exc, "params", GenerateParams)) from exc
+    presets = all_presets()
+    preset = presets.get(params.pipeline)
+    if preset is None:
+        raise ParamsError(f"params.pipeline: unknown pipeline {params.pipeline!r}; valid: {', '.join(sorted(presets))}")
+    cls, why = installed_class(params.pipeline)
+    if cls is None:
+        installed = sorted(p for p in presets if installed_class(p)[0] is not None)
+        raise ParamsError(f"params.pipeline: {params.pipeline!r} is not available on this server ({why}); "
+                          f"available: {', '.join(installed) or '(none)'}")
+    if params.tier is not None and params.tier not in preset.tiers:
+        raise ParamsError(f"params.tier: unknown tier {params.tier!r} of {preset.id}; valid: "
+                          f"{', '.join(preset.tiers) or '(none)'}")
+    if params.variant is not None and params.variant not in preset.variants:
+        raise ParamsError(f"params.variant: unknown variant {params.variant!r} of {preset.id}; valid: "
+                          f"{', '.join(preset.variants) or '(none)'}")
+    options = cls.Options
+    try:
+        options.model_validate(params.options)
+    except ValidationError as exc:
+        raise ParamsError(_first_error(exc, "params.options", options)) from exc
+    return params
+
+
+def parse_client_job_id(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not CLIENT_JOB_ID.match(raw):
+        raise ParamsError("client_job_id: 1-128 characters from A-Z a-z 0-9 . _ : -")
+    return raw
+
+
+def parse_priority(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ParamsError(f"priority: must be an integer from -100 to 100; got {raw[:40]!r}") from exc
+    if not -100 <= value <= 100:
+        raise ParamsError(f"priority: must be from -100 to 100; got {value}")
+    return value
