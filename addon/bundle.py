@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -84,9 +84,9 @@ def write_bundle(path, meta: dict, arrays: dict, frames: dict) -> Path:
     for name, array in arrays.items():
         _check_array(name, array, sizes)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # same folder: os.replace stays atomic
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(tmp, "xb") as file:  # unlike mkstemp's 0600, honours the umask like any other export
             with zipfile.ZipFile(file, "w") as bundle:
                 bundle.writestr(_info("shot.json", zipfile.ZIP_DEFLATED), meta_json)
                 big = sum(array.nbytes for array in arrays.values()) > _ZIP64_SAFE
@@ -98,7 +98,7 @@ def write_bundle(path, meta: dict, arrays: dict, frames: dict) -> Path:
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -64,7 +64,8 @@ def _field_message(body: Any) -> str:
 class Client:
     """One backend: ``base_url`` like ``http://127.0.0.1:8765``; ``token`` sent as a Bearer header when set.
 
-    ``timeout`` (seconds) bounds each request; ``download_timeout`` bounds each read while a video downloads.
+    ``timeout`` (seconds) bounds each request; ``download_timeout`` bounds a bundle upload and each read while a
+    video downloads.
     """
 
     def __init__(self, base_url: str, token: str = "", timeout: float = 10.0, download_timeout: float = 60.0):
@@ -108,8 +109,9 @@ class Client:
                 f"Backend not reachable at {self.base_url}: start it (Local backend ▸ Start) or fix the URL "
                 "in preferences", f"{method} {req.full_url}: {reason!r}") from exc
 
-    def _json(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
-        with self._request(method, path, body, content_type) as resp:
+    def _json(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+              timeout: float | None = None) -> Any:
+        with self._request(method, path, body, content_type, timeout) as resp:
             raw = resp.read()
         try:
             return json.loads(raw)
@@ -141,7 +143,9 @@ class Client:
                      "\r\nContent-Type: application/zip\r\n\r\n".encode())
         parts.append(Path(bundle).read_bytes())
         parts.append(f"\r\n--{boundary}--\r\n".encode())
-        answer = self._json("POST", "/jobs", b"".join(parts), f"multipart/form-data; boundary={boundary}")
+        # An upload is transfer-bound like a download (and the server validates the bundle before answering).
+        answer = self._json("POST", "/jobs", b"".join(parts), f"multipart/form-data; boundary={boundary}",
+                            self.download_timeout)
         if not isinstance(answer, dict) or "id" not in answer:
             raise BackendError("Backend accepted the job but sent no job id", repr(answer))
         return str(answer["id"])

@@ -47,8 +47,9 @@ def check_perspective(cam_obj):
     if cam_obj.type != "CAMERA":
         raise ExportError(f"Object '{cam_obj.name}' is a {cam_obj.type.lower()}, not a camera: pick a camera object.")
     if cam_obj.data.type != "PERSP":
+        kind = {"ORTHO": "orthographic", "PANO": "panoramic"}.get(cam_obj.data.type, cam_obj.data.type)
         raise ExportError(
-            f"Camera '{cam_obj.name}' is {cam_obj.data.type.lower()}; TrajPlate needs a perspective camera: "
+            f"Camera '{cam_obj.name}' is {kind}; TrajPlate needs a perspective camera: "
             "set Camera Properties › Lens › Type to Perspective."
         )
 

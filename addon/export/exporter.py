@@ -101,12 +101,14 @@ def _frames(scene, options):
 
 def _check_scene(scene, options, warnings):
     """Up-front checks; returns the fixed camera object or None (scene camera per frame)."""
-    missing = [lib.filepath for lib in bpy.data.libraries if lib.is_missing]
-    if missing:
-        raise ExportError(
-            f"Linked librar{'y' if len(missing) == 1 else 'ies'} missing: {', '.join(missing)}; "
-            "relocate them (Outliner › Blender File › right-click the library › Relocate) or make the data local."
-        )
+    for lib in (lib for lib in bpy.data.libraries if lib.is_missing):
+        users = sorted(o.name for o in scene.objects if lib in (o.library, getattr(o.data, "library", None)))
+        fix = "relocate it (Outliner › Blender File › right-click the library › Relocate) or make the data local"
+        if users:
+            raise ExportError(f"Linked library '{lib.filepath}' is missing and objects {', '.join(users)} come from "
+                              f"it, so their geometry is unknown: {fix}.")
+        warnings.append(f"Linked library '{lib.filepath}' is missing (no object of the scene comes from it; "
+                        f"materials or node groups from it render as missing): {fix}.")
     width, height = render_size(scene.render)
     if width < 1 or height < 1:
         raise ExportError(

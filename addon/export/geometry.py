@@ -46,6 +46,7 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
             pa, pb = points_cam[:, a], points_cam[:, b]
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = (near - pa[..., 2]) / (pb[..., 2] - pa[..., 2])
+            t = np.where(crossing, t, 0.0)  # edges that do not cross are masked out below anyway
             cut = pa + t[..., None] * (pb - pa)
             cut[..., 2] = near  # exact, so the projection does not wobble with rounding
             uv = np.concatenate([uv, project(K, cut)], axis=1)

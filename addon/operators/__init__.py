@@ -2,9 +2,9 @@
 
 import bpy
 
-from . import backend, generate, session, shot, takes
+from . import backend, generate, preview, session, shot, takes
 
-CLASSES = (*generate.CLASSES, *backend.CLASSES, *takes.CLASSES, *shot.CLASSES)
+CLASSES = (*generate.CLASSES, *backend.CLASSES, *takes.CLASSES, *shot.CLASSES, *preview.CLASSES)
 
 
 def register():

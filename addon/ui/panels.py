@@ -140,6 +140,7 @@ def draw_generate(layout, context):
     for ok, text in _checks(context, settings, info):
         box.label(text=text, icon="DOT" if ok is None else ("CHECKBOX_HLT" if ok else "CHECKBOX_DEHLT"))
 
+    layout.operator("trajplate.preview_controls", icon="HIDE_OFF")
     row = layout.row(align=True)
     row.scale_y = 1.4
     row.operator("trajplate.generate", icon="RENDER_ANIMATION")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import stat
 import struct
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -221,9 +221,9 @@ def write_bundle_file(
     ``frames/``. The temp file is removed on any error, KeyboardInterrupt included.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # same folder: os.replace stays atomic
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(tmp, "xb") as file:  # unlike mkstemp's 0600, honours the umask like any other export
             with zipfile.ZipFile(file, "w") as bundle:
                 bundle.writestr(_info(META_NAME, zipfile.ZIP_DEFLATED), meta_json)
                 big = sum(a.nbytes for a in arrays.values()) > _ZIP64_SAFE
@@ -235,7 +235,7 @@ def write_bundle_file(
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

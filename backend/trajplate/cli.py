@@ -281,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", type=Path, default=Path("out/demo.mp4"))
     demo.add_argument("--data-dir", type=Path, help="server data dir (default: a temporary one)")
     demo.set_defaults(func=cmd_demo)
+
+    from .score.cli import add_parser as add_score_parser
+
+    add_score_parser(sub)
     return parser
 
 

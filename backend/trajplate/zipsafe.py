@@ -34,7 +34,7 @@ class BundleLimits:
     """
 
     max_bundle_bytes: int = 1 << 30
-    max_uncompressed_bytes: int = 1 << 30
+    max_uncompressed_bytes: int = 512 << 20
     max_entries: int = 4096
     max_ratio: float = 200.0
     ratio_grace_bytes: int = 64 << 20

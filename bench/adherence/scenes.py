@@ -7,8 +7,8 @@
 (the oracle) in ``frames/rgb/``. The shot: a ground and a backdrop with a trackable procedural texture (emission shaders, so a
 few Cycles samples give a noise-free image), textured box entities in the ``TrajPlate`` collection, and a
 camera move. ``render`` renders every frame to ``OUT_DIR/%04d.png``, optionally perturbed the way a take
-that misses the control would be: the camera yawed by up to ``--camera-yaw`` degrees, or the first entity
-shifted by up to ``--entity-offset`` metres along world X — both ramped linearly from 0 at the first frame
+that misses the control would be: the camera yawed by up to ``--camera-yaw`` degrees, or the entity
+"Crate" (in every shot) shifted by up to ``--entity-offset`` metres along world X — both ramped linearly from 0 at the first frame
 (where an image-to-video take starts exactly on the render) to the full value at the last.
 
 Shots (camera / entities): ``static_linear`` (static / linear + turn in place), ``dolly_arc`` (dolly in / arc),
@@ -187,8 +187,7 @@ def render(out_dir: Path, camera_yaw_deg: float, entity_offset_m: float) -> None
         # Delta rotation is applied in the parent (world) frame: a yaw about world Z on top of the authored aim.
         _key(scene.camera, "delta_rotation_euler", [(first, (0, 0, 0)), (last, (0, 0, math.radians(camera_yaw_deg)))])
     if entity_offset_m:
-        ent = sorted(bpy.data.collections[props.ENTITY_COLLECTION].objects, key=lambda o: o.name)[0]
-        _key(ent, "delta_location", [(first, (0, 0, 0)), (last, (entity_offset_m, 0, 0))])
+        _key(bpy.data.objects["Crate"], "delta_location", [(first, (0, 0, 0)), (last, (entity_offset_m, 0, 0))])
     out_dir.mkdir(parents=True, exist_ok=True)
     scene.render.filepath = str(out_dir) + "/"
     for f in range(first, last + 1):

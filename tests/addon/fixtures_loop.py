@@ -1,4 +1,4 @@
-"""Fixtures of the artist's-loop tests (panel, jobs, sequencer); imported by name from the test modules.
+"""Fixtures of the artist's-loop tests (panel, jobs, sequencer), loaded with ``pytest_plugins = ["fixtures_loop"]``.
 
 ``loop`` gives the add-on's modules as registered by the shared ``registered_addon`` fixture (tests/addon/conftest.py),
 so the tests drive the same job manager the operators use. That fixture registers the package directly rather
@@ -32,11 +32,14 @@ def loop(registered_addon):
     online = bpy.context.preferences.system.use_online_access
     bpy.context.preferences.system.use_online_access = True
     names = ("client", "jobs", "sequencer", "compat", "prefs", "operators.session", "operators.backend",
-             "ui.panels")
+             "ui.panels", "preview")
     ns = types.SimpleNamespace(**{n.split(".")[-1]: importlib.import_module(f"{registered_addon.__name__}.{n}")
                                   for n in names})
     ns.prefs_obj = ns.prefs.get()
     ns.prefs_obj.poll_interval = 0.05
+    ns.drive = lambda until, **kw: drive(ns, until, **kw)
+    ns.colour_ramp_video, ns.render_sequencer_red = colour_ramp_video, render_sequencer_red
+    ns.small_shot, ns.free_port = small_shot, _free_port
     try:
         yield ns
     finally:
@@ -132,7 +135,7 @@ def live_backend(tmp_path_factory):
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("trajplate serve did not start:\n" + (home / "serve.log").read_text())
+                    raise RuntimeError("trajplate serve did not start:\n" + (home / "serve.log").read_text()) from None
                 time.sleep(0.3)
         yield url
     finally:

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from support.checks import check_against_blender, evaluated_world_vertices
 from support.scenes import add_camera, add_mesh, build_standard_shot, key_path
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_loop import colour_ramp_video, loop, render_sequencer_red  # noqa: F401
+
+pytest_plugins = ["fixtures_loop"]
 
 METADATA = {
     "job_id": "job-1", "pipeline": "test-loop", "seed": 7, "steps": 8, "guidance": 1.0, "prompt": "a red block",
@@ -31,7 +32,7 @@ def test_8fps_take_spans_24fps_shot_exactly(loop, tmp_path):
     import bpy
 
     scene = _scene(bpy)
-    reds = colour_ramp_video(tmp_path / ".dl.mp4")
+    reds = loop.colour_ramp_video(tmp_path / ".dl.mp4")
     # The backend's time map: 16 generated frames stand for shot frames 1..48 evenly (what "sample" maps give).
     shot_frames = [1 + i * 47 / 15 for i in range(16)]
     strip = _add(loop, scene, tmp_path / ".dl.mp4", {**METADATA, "shot_frames": shot_frames})
@@ -41,7 +42,7 @@ def test_8fps_take_spans_24fps_shot_exactly(loop, tmp_path):
     # Each shot frame shows the generated frame whose time-map frame is nearest (no ties on this map).
     for frame in (1, 2, 25, 47, 48):
         expected = min(range(16), key=lambda i: abs(shot_frames[i] - frame))
-        red = render_sequencer_red(scene, frame, tmp_path)
+        red = loop.render_sequencer_red(scene, frame, tmp_path)
         assert int(abs(reds.astype(float) - red).argmin()) == expected, (frame, red, expected)
 
 
@@ -49,20 +50,20 @@ def test_time_map_shorter_than_shot_holds_last_frame(loop, tmp_path):
     import bpy
 
     scene = _scene(bpy)
-    reds = colour_ramp_video(tmp_path / ".dl.mp4")
+    reds = loop.colour_ramp_video(tmp_path / ".dl.mp4")
     shot_frames = [1 + 3 * i for i in range(16)]  # 8 fps samples of a 24 fps shot: 1, 4, ..., 46
     strip = _add(loop, scene, tmp_path / ".dl.mp4", {**METADATA, "shot_frames": shot_frames})
     assert (strip.frame_final_start, strip.frame_final_end) == (1, 49)
     # Frame 14 stands for 43, frame 15 for 46: 44 is nearer 43, 45 nearer 46; 47 and 48 hold the last frame.
     for frame, index in ((44, 14), (45, 15), (48, 15)):
-        assert abs(render_sequencer_red(scene, frame, tmp_path) - reds[index]) < 8, frame
+        assert abs(loop.render_sequencer_red(scene, frame, tmp_path) - reds[index]) < 8, frame
 
 
 def test_provenance_name_and_files(loop, tmp_path):
     import bpy
 
     scene = _scene(bpy)
-    colour_ramp_video(tmp_path / ".dl.mp4")
+    loop.colour_ramp_video(tmp_path / ".dl.mp4")
     score = {"summary": {"objmc_px": 3.2, "camera_ate_m": 0.125}, "warnings": []}
     strip = _add(loop, scene, tmp_path / ".dl.mp4", {**METADATA, "score": score})
 
@@ -93,7 +94,7 @@ def test_two_takes_never_overwrite_and_use_free_channels(loop, tmp_path):
                                                    frame_end=20)
     strips = []
     for _ in range(2):
-        colour_ramp_video(tmp_path / ".dl.mp4")
+        loop.colour_ramp_video(tmp_path / ".dl.mp4")
         strips.append(_add(loop, scene, tmp_path / ".dl.mp4", METADATA))
     assert [s.channel for s in strips] == [2, 3]
     assert blocker.channel == 1

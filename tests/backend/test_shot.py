@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 from test_shot_synthetic import png, synthetic_parts
+from trajplate.shot import ARRAY_SPECS, BundleError, Shot, load_shot, save_shot
 
 from addon.bundle import BundleWriteError, write_bundle
-from trajplate.shot import ARRAY_SPECS, BundleError, Shot, load_shot, save_shot
 
 
 def _frames(meta: dict, arrays: dict, first_frame: np.ndarray, rgb: bool) -> dict[str, bytes]:
@@ -106,11 +106,20 @@ def test_from_arrays_casts_same_kind_losslessly_and_refuses_the_rest():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m, a, f: a.update(box_2d=a["box_2d"][..., :3]), r"'box_2d' has shape \(12, 2, 3\); expected \(F, N, 4\)"),
-        (lambda m, a, f: a.update(time_s=a["time_s"].astype(np.float32)), "'time_s' has dtype float32; expected float64"),
+        (
+            lambda m, a, f: a.update(box_2d=a["box_2d"][..., :3]),
+            r"'box_2d' has shape \(12, 2, 3\); expected \(F, N, 4\)",
+        ),
+        (
+            lambda m, a, f: a.update(time_s=a["time_s"].astype(np.float32)),
+            "'time_s' has dtype float32; expected float64",
+        ),
         (lambda m, a, f: a.pop("track_depth"), r"missing \['track_depth'\]"),
         (lambda m, a, f: a.update(track=a["track_2d"]), "unknown array 'track'"),
-        (lambda m, a, f: a["camera_c2w_blender"].__setitem__((3, 0, 3), np.nan), "'camera_c2w_blender' holds NaN or inf"),
+        (
+            lambda m, a, f: a["camera_c2w_blender"].__setitem__((3, 0, 3), np.nan),
+            "'camera_c2w_blender' holds NaN or inf",
+        ),
         (lambda m, a, f: a["depth"].__setitem__((0, 0, 0), np.nan), "'depth' holds NaN; write inf for background"),
         (lambda m, a, f: a["instance_mask"].__setitem__((0, 0, 0), 3), "'instance_mask' holds id 3 > N = 2"),
         (lambda m, a, f: a.pop("depth"), r"meta\['renders'\]\['depth'\] is True but arrays lacks 'depth'"),

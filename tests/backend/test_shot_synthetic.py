@@ -1,7 +1,7 @@
 """A synthetic, geometrically exact shot (the contract's conventions computed independently with NumPy), used by the
 shot tests, the contract test and bench/bundle.py; and tests that it is what the reader accepts.
 
-Scene: ground plane z = 0, a camera orbiting and zooming while it looks at the origin, N box entities sliding and
+Scene: ground plane z = 0, a camera orbiting, rolling and zooming while it looks at the origin, N box entities sliding and
 turning on the ground. Entities render as camera-facing discs at their origin's planar depth, so the depth map at a
 visible track equals ``track_depth`` exactly, as in a real export.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from trajplate.shot import BundleError, Shot
 
 # Blender bound_box corner order for a local box [-1, 1]^3.
@@ -22,11 +21,13 @@ CV_FROM_BLENDER = np.diag([1.0, -1.0, -1.0, 1.0])
 COLORS = [[230, 60, 50], [40, 160, 220], [250, 200, 40], [120, 220, 90]]
 
 
-def _look_at_c2w_blender(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(4, 4) camera-to-world with Blender camera axes (x right, y up, looking down -z)."""
+def _look_at_c2w_blender(position: np.ndarray, target: np.ndarray, roll: float) -> np.ndarray:
+    """(4, 4) camera-to-world with Blender camera axes (x right, y up, looking down -z), rolled by ``roll`` rad."""
     forward = (target - position) / np.linalg.norm(target - position)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
+    level_right = np.cross(forward, [0.0, 0.0, 1.0])
+    level_right /= np.linalg.norm(level_right)
+    level_up = np.cross(level_right, forward)
+    right = np.cos(roll) * level_right + np.sin(roll) * level_up
     up = np.cross(right, forward)
     c2w = np.eye(4)
     c2w[:3, :3] = np.stack([right, up, -forward], axis=1)
@@ -56,7 +57,9 @@ def synthetic_parts(
     intrinsics[:, 0, 2], intrinsics[:, 1, 2], intrinsics[:, 2, 2] = width / 2, height / 2, 1.0
     angle = 0.6 * u - 0.3
     cam_pos = np.stack([9.0 * np.sin(angle), -9.0 * np.cos(angle), 2.5 + 0.5 * u], axis=1)
-    c2w = np.stack([_look_at_c2w_blender(p, np.array([0.0, 0.0, 0.5])) for p in cam_pos])
+    c2w = np.stack(
+        [_look_at_c2w_blender(p, np.array([0.0, 0.0, 0.5]), 0.08 * a) for p, a in zip(cam_pos, angle, strict=True)]
+    )
     w2c = CV_FROM_BLENDER @ np.linalg.inv(c2w)
 
     k = np.arange(n)[None, :]

@@ -13,10 +13,10 @@ TrajPlate draws it from the export's exact instance masks and boxes, in the auth
   ``plan_box.py`` does.
 * ``sparse_box`` (stage 3): frame 0 masks; outlines only on the key frames (at most 10), every other frame black.
 
-Box corners follow the authors' rectangle of a mask: ``cv2.boundingRect`` gives ``(x, y, w, h)`` in pixel indices and
-they draw from OpenCV point ``(x, y)`` to ``(x + w, y + h)``. From the export's ``box_2d`` (pixel-corner coordinates,
-float) that is ``(floor(x0), floor(y0))`` to ``(ceil(x1), ceil(y1))``: the outline is centred within half a pixel of
-the exact box edges, as in their training data (no 0.5 shift is applied at this OpenCV boundary, on purpose).
+Box corners: each edge of ``box_2d`` (pixel-corner coordinates, float) goes to the OpenCV point (integer pixel
+centres) nearest to it, ``round(x - 0.5)`` = ``floor(x)`` — DESIGN's 0.5 shift at the OpenCV boundary — so every
+outline is centred within half a pixel of the exact edge. For a pixel-aligned box this is exactly the authors'
+rectangle of a mask: ``cv2.boundingRect`` gives ``(x, y, w, h)`` and they draw from ``(x, y)`` to ``(x + w, y + h)``.
 
 Boxes come from ``box_2d`` (the projected geometry, so a box keeps moving while its entity is occluded); masks come
 from ``instance_mask`` (visible pixels). Both are exact, not estimated.
@@ -109,8 +109,8 @@ def key_frames_to_indices(
         j = int(np.argmin(np.abs(shown - f)))
         if j == 0:
             raise PipelineInputError(
-                f"options.key_frames: frame {f} falls on the first generated frame, which always carries the "
-                f"masks. Fix: choose key frames after frame {int(frame_numbers[sampled[1]]) if len(sampled) > 1 else first}."
+                f"options.key_frames: frame {f} falls on the first generated frame, which always carries the masks. "
+                f"Fix: choose key frames after frame {int(shown[0])}."
             )
         out.add(j)
     if len(out) > MAX_KEY_FRAMES:
@@ -141,9 +141,9 @@ def draw_masks(mask: np.ndarray, entity_ids: Sequence[int]) -> np.ndarray:
 
 
 def box_corners(box: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    """x0, y0, x1, y1 (pixel-corner coordinates) -> the authors' OpenCV rectangle points (see module doc)."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return (math.floor(x0), math.floor(y0)), (math.ceil(x1), math.ceil(y1))
+    """x0, y0, x1, y1 (pixel-corner coordinates) -> OpenCV rectangle points: the pixel centre nearest each edge."""
+    x0, y0, x1, y1 = (math.floor(float(v)) for v in box)
+    return (x0, y0), (x1, y1)
 
 
 def draw_boxes(

@@ -21,12 +21,13 @@ Time map (``time_map = "sample"`` in the preset): generated frame ``j`` of ``T``
 
 Validity at frame t (all vectorised over tracks):
 * in front of the camera (camera z > 0) and inside the image;
-* not occluded: the point's camera depth is at most the largest exported depth of the 2×2 pixel centres around its
-  projection (× (1 + ``depth_rtol``) + ``depth_atol``). For a planar surface the depth between four pixel centres lies
-  between their min and max (inverse depth is affine in the image), so visible surface points pass exactly and
-  occluded ones fail by the occluder's depth gap;
-* when instance masks are exported, one of those 2×2 pixels must carry the point's own entity id (0: background) —
-  an exact occlusion test between entities that an estimated pipeline cannot have.
+* not occluded: the point's camera depth is at most the largest exported depth of the pixel centres around its
+  projection that have a non-zero bilinear weight (× (1 + ``depth_rtol``) + ``depth_atol``). For a planar surface
+  the depth between pixel centres lies between their min and max (inverse depth is affine in the image), so visible
+  surface points pass exactly and occluded ones fail by the occluder's depth gap;
+* when instance masks are exported, the pixel the point falls in must carry the point's own entity id (0:
+  background) — an exact occlusion test between entities that an estimated pipeline cannot have. Near a silhouette
+  this errs towards invalid, never towards attending to the occluder.
 Background pixels with infinite depth (no geometry) are points at infinity: homogeneous w = 0, moved by camera
 rotation only, visible where the exported depth is infinite too.
 """
@@ -171,22 +172,21 @@ def scene_flow_tracks(
     u, v = coords[..., 0], coords[..., 1]
     inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
 
-    # 2×2 neighbourhood of pixel centres around (u, v), clamped at the border.
-    c0 = np.clip(np.floor(u - 0.5).astype(np.int64), 0, width - 1)
-    r0 = np.clip(np.floor(v - 0.5).astype(np.int64), 0, height - 1)
-    c1, r1 = np.minimum(c0 + 1, width - 1), np.minimum(r0 + 1, height - 1)
+    # Pixel centres around (u, v) with a non-zero bilinear weight (1, 2 or 4 of them), clamped at the border.
+    x, y = u - 0.5, v - 0.5
+    c0 = np.clip(np.floor(x), 0, width - 1).astype(np.int64)
+    r0 = np.clip(np.floor(y), 0, height - 1).astype(np.int64)
+    c1 = np.minimum(np.where(x > c0, c0 + 1, c0), width - 1)
+    r1 = np.minimum(np.where(y > r0, r0 + 1, r0), height - 1)
     t = np.arange(frames)[:, None]
-    neighbours = [(r0, c0), (r0, c1), (r1, c0), (r1, c1)]
-    far = np.max([depth[t, r, c] for r, c in neighbours], axis=0).astype(np.float64)
+    far = np.max([depth[t, r, c] for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))], axis=0).astype(np.float64)
     point_z = np.where(at_infinity[None], np.inf, z)
-    with np.errstate(invalid="ignore"):  # inf · (1 + rtol) is fine; inf − inf never happens here
-        unoccluded = point_z <= far * (1.0 + depth_rtol) + depth_atol
+    unoccluded = point_z <= far * (1.0 + depth_rtol) + depth_atol
     valid = inside & unoccluded
-    if instance_mask is not None:
-        same_id = np.zeros_like(valid)
-        for r, c in neighbours:
-            same_id |= instance_mask[t, r, c] == entity[None]
-        valid &= same_id
+    if instance_mask is not None:  # the pixel the point falls in must show its own entity
+        col = np.clip(np.floor(u), 0, width - 1).astype(np.int64)
+        row = np.clip(np.floor(v), 0, height - 1).astype(np.int64)
+        valid &= instance_mask[t, row, col] == entity[None]
 
     coords[0] = np.stack([cols + 0.5, rows + 0.5], axis=-1)
     valid[0] = True

@@ -108,8 +108,8 @@ class EmbeddedExecutor(Executor):
 
     def _replace_dead(self, worker: _Worker) -> None:
         with self._lock:
+            worker.process.join(timeout=5)  # the sentinel fires at exit; exitcode is set once joined
             job_id, code = worker.job_id, worker.process.exitcode
-            worker.process.join(timeout=1)
             for conn in (worker.tasks, worker.events):
                 conn.close()
             self._spawn(worker)

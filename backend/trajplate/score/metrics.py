@@ -90,15 +90,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return inter / (area - inter)
 
 
-def normalise(raw: float | None, oracle: float | None, frozen: float | None) -> float | None:
+def normalise(raw: float | None, oracle: float | None, frozen: float | None, min_gap: float) -> float | None:
     """Place ``raw`` on the scale oracle = 1, frozen take = 0 (not clipped: < 0 is worse than ignoring the control).
 
     Works for lower- and higher-is-better metrics alike. None when a value is missing or the oracle and the
-    frozen take are too close to tell apart (the shot has no motion this metric can see).
+    frozen take are less than ``min_gap`` apart (the shot has no motion this metric can see).
     """
     if raw is None or oracle is None or frozen is None or not np.isfinite([raw, oracle, frozen]).all():
         return None
-    span = frozen - oracle
-    if abs(span) <= 1e-6 + 0.05 * abs(oracle):
+    if abs(frozen - oracle) < min_gap:
         return None
-    return float((frozen - raw) / span)
+    return float((frozen - raw) / (frozen - oracle))

@@ -8,9 +8,10 @@ import numpy as np
 
 from .metrics import normalise
 
-# Summary metrics put on the oracle (1) … frozen take (0) scale when a calibration is given.
-NORMALISED_KEYS = ("camera_rot_deg", "camera_trans_m", "camera_ate_m", "entity_trans_m", "entity_rot_deg",
-                   "objmc_px", "box_iou")
+# Summary metrics put on the oracle (1) … frozen take (0) scale when a calibration is given, each with the
+# smallest oracle–frozen gap that tells a moving shot from a static one for that metric (else not normalised).
+NORMALISED_KEYS = {"camera_rot_deg": 0.5, "camera_trans_m": 0.05, "camera_ate_m": 0.05, "entity_trans_m": 0.1,
+                   "entity_rot_deg": 3.0, "objmc_px": 2.0, "box_iou": 0.1}
 
 _LABELS = {
     "camera_rot_deg": "camera rotation error (°)",
@@ -80,7 +81,7 @@ def build_result(shot_frames, camera, entities, quality, tracking, warnings, cal
     normalised = None
     if calibration and calibration.get("oracle") and calibration.get("frozen"):
         o, f = calibration["oracle"], calibration["frozen"]
-        normalised = {k: normalise(summary[k], o.get(k), f.get(k)) for k in NORMALISED_KEYS}
+        normalised = {k: normalise(summary[k], o.get(k), f.get(k), gap) for k, gap in NORMALISED_KEYS.items()}
     return jsonable({
         "version": 1,
         "summary": summary,

@@ -45,7 +45,7 @@ def load_unet(base_dir: Path, adapter_dir: Path, dtype: torch.dtype) -> Trajecto
     """
     with _quiet_diffusers():
         unet, info = TrajectoryAttentionUNet.from_pretrained(
-            base_dir, subfolder="unet", torch_dtype=dtype, variant=weight_variant(base_dir), output_loading_info=True
+            base_dir, subfolder="unet", dtype=dtype, variant=weight_variant(base_dir), output_loading_info=True
         )
     branch = branch_parameter_names(dict(unet.config))
     missing, unexpected = set(info["missing_keys"]) - set(branch), info["unexpected_keys"]
@@ -65,7 +65,7 @@ def load_unet(base_dir: Path, adapter_dir: Path, dtype: torch.dtype) -> Trajecto
 def load_pipeline(base_dir: Path, adapter_dir: Path, dtype: torch.dtype) -> TrajectoryAttentionSVDPipeline:
     """The whole pipeline on the CPU in ``dtype`` (place it with a memory mode afterwards)."""
     unet = load_unet(base_dir, adapter_dir, dtype)
-    pipe = TrajectoryAttentionSVDPipeline.from_pretrained(base_dir, unet=unet, torch_dtype=dtype,
+    pipe = TrajectoryAttentionSVDPipeline.from_pretrained(base_dir, unet=unet, dtype=dtype,
                                                           variant=weight_variant(base_dir))
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -25,8 +25,11 @@ from typing import Literal
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
 from safetensors import safe_open
+from transformers import AutoTokenizer, T5EncoderModel
 
 from ...weights import WeightsError
 from ..tiny_parts import save_tiny_cogvideox_vae, save_tiny_t5, tiny_cogvideox_transformer_config
@@ -146,11 +149,6 @@ def save_tiny_weights(
     ``sample_*`` are latent sizes (pixels / 8) and pixel frames: the defaults give the native 480×720×49, smaller
     ones let tests run the injector at small sizes. 3 layers put injectors in blocks 0 and 2, none in block 1.
     """
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-    from transformers import AutoTokenizer, T5EncoderModel
-    from diffusers import AutoencoderKLCogVideoX
-
     root = Path(root)
     base, adapter = root / "base", root / "adapter"
     overrides = dict(
