@@ -4,22 +4,27 @@
     python bench/bundle.py --from shot.zip       # the arrays of a real exported bundle
     python bench/bundle.py --width 1280 --height 720
 
-Layouts compared (all read back with trajplate.shot.load_shot from bytes, as the job service does):
-  shipped        addon/bundle.py: arrays.npz stored in the zip; inside, depth stored, everything else deflated
+Layouts compared (all read back with trajplate.shot.load_shot from bytes, as the job service does; "upload" posts
+the bundle over a loopback socket to a stdlib HTTP server that runs load_shot on the body):
+  shipped        addon/bundle.py: arrays.npz stored in the zip; inside, every array deflated at level 6 (as np.savez_compressed)
+  depth-stored   as shipped, but depth stored (not deflated)
+  level-1        as shipped, but deflate level 1 (faster to write)
   outer-deflate  np.savez (uncompressed npz) inside a deflated zip
-  npz-deflate    np.savez_compressed (every array deflated) stored in the zip
   all-stored     nothing compressed
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import io
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -34,13 +39,24 @@ from trajplate.shot import load_shot  # noqa: E402
 from addon.bundle import write_bundle  # noqa: E402
 
 
-def _hand_made(meta: dict, arrays: dict, frames: dict, *, outer: int, npz_compressed: bool) -> bytes:
+def _npz(arrays: dict, level_of) -> bytes:
+    """arrays.npz with member ``name`` deflated at ``level_of(name)``, or stored where that is None."""
     npz = io.BytesIO()
-    (np.savez_compressed if npz_compressed else np.savez)(npz, **arrays)
+    with zipfile.ZipFile(npz, "w") as archive:
+        for name, array in arrays.items():
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, array, allow_pickle=False)
+            level = level_of(name)
+            method = zipfile.ZIP_STORED if level is None else zipfile.ZIP_DEFLATED
+            archive.writestr(name + ".npy", npy.getbuffer(), method, level)
+    return npz.getvalue()
+
+
+def _hand_made(meta: dict, arrays: dict, frames: dict, *, outer: int, level_of) -> bytes:
     bundle = io.BytesIO()
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("shot.json", json.dumps({**meta, "frames": sorted(frames)}), zipfile.ZIP_DEFLATED)
-        archive.writestr("arrays.npz", npz.getbuffer(), outer)
+        archive.writestr("arrays.npz", _npz(arrays, level_of), outer)
         for name, data in frames.items():
             archive.writestr("frames/" + name, data, zipfile.ZIP_STORED)
     return bundle.getvalue()
@@ -51,12 +67,33 @@ def _shipped(meta: dict, arrays: dict, frames: dict) -> bytes:
         return write_bundle(Path(folder) / "shot.zip", meta, arrays, frames).read_bytes()
 
 
+STORED = zipfile.ZIP_STORED
 LAYOUTS = {
     "shipped": _shipped,
-    "outer-deflate": lambda m, a, f: _hand_made(m, a, f, outer=zipfile.ZIP_DEFLATED, npz_compressed=False),
-    "npz-deflate": lambda m, a, f: _hand_made(m, a, f, outer=zipfile.ZIP_STORED, npz_compressed=True),
-    "all-stored": lambda m, a, f: _hand_made(m, a, f, outer=zipfile.ZIP_STORED, npz_compressed=False),
+    "depth-stored": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: None if n == "depth" else 6),
+    "level-1": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: 1),
+    "outer-deflate": lambda m, a, f: _hand_made(m, a, f, outer=zipfile.ZIP_DEFLATED, level_of=lambda n: None),
+    "all-stored": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: None),
 }
+
+
+class _LoadShotHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        shot = load_shot(self.rfile.read(int(self.headers["Content-Length"])))
+        body = shot.bundle_sha256.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _upload(url: str, data: bytes) -> None:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/zip"})
+    with urllib.request.urlopen(request) as response:
+        assert len(response.read()) == 64
 
 
 def _timed(function, repeats: int) -> tuple[float, object]:
@@ -92,21 +129,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(meta['entities'])} entities; arrays {raw_mb:.1f} MB raw "
         f"(depth {arrays['depth'].nbytes / 1e6:.1f} MB, mask {arrays['instance_mask'].nbytes / 1e6:.1f} MB)"
     )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoadShotHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
     rows = {}
-    for name, layout in LAYOUTS.items():
-        write_s, data = _timed(lambda layout=layout: layout(meta, arrays, frames), args.repeats)
-        read_s, shot = _timed(lambda data=data: load_shot(data), args.repeats)
-        assert np.array_equal(shot.depth, arrays["depth"]) and np.array_equal(
-            shot.instance_mask, arrays["instance_mask"]
-        )
-        rows[name] = (write_s, read_s, len(data) / 1e6)
-    base_write, base_read, base_size = rows["shipped"]
-    print(f"{'layout':<14} {'write s':>8} {'read s':>8} {'size MB':>8}   {'write x':>7} {'read x':>7} {'size x':>7}")
-    for name, (write_s, read_s, size) in rows.items():
-        print(
-            f"{name:<14} {write_s:8.3f} {read_s:8.3f} {size:8.1f}   {write_s / base_write:7.2f} "
-            f"{read_s / base_read:7.2f} {size / base_size:7.2f}"
-        )
+    try:
+        for name, layout in LAYOUTS.items():
+            write_s, data = _timed(lambda layout=layout: layout(meta, arrays, frames), args.repeats)
+            read_s, shot = _timed(lambda data=data: load_shot(data), args.repeats)
+            assert np.array_equal(shot.depth, arrays["depth"]), name
+            upload_s, _ = _timed(lambda data=data: _upload(url, data), args.repeats)
+            rows[name] = (write_s, read_s, upload_s, len(data) / 1e6)
+    finally:
+        server.shutdown()
+    print(f"{'layout':<14} {'write s':>8} {'read s':>8} {'upload s':>9} {'size MB':>8}   ratios to shipped")
+    for name, row in rows.items():
+        ratios = " ".join(f"{value / base:5.2f}" for value, base in zip(row, rows["shipped"], strict=True))
+        print(f"{name:<14} {row[0]:8.3f} {row[1]:8.3f} {row[2]:9.3f} {row[3]:8.1f}   {ratios}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def main():
         if not args.skip_renders:
             t_bare = bare_render(scene, view_layer, frames, tmp)
             start = time.perf_counter()
-            rendered = render_data_passes(scene, view_layer, frames, entities, cameras, None, tmp)
+            rendered = render_data_passes(scene, view_layer, frames, entities, cameras, None, tmp, 1.0)
             t_ours = time.perf_counter() - start
         else:
             depth = np.full((len(frames), args.height, args.width), np.inf, np.float32)

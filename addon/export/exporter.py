@@ -8,6 +8,7 @@ written; warnings (unsaved file, non-uniform scale, an entity never in view, eng
 import functools
 import tempfile
 import tomllib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
         world = samples.entity_world[:, j]
         box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
         if not geo.deforms:
-            cam = transform(w2c_bu, transform(world, geo.vertices))
+            cam = transform(w2c_bu @ world, geo.vertices)
             box_2d[:, j], valid[:, j] = tight_boxes(cam, K, width, height, samples.clip_start, geo.edges)
             continue
         for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
@@ -173,7 +174,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     return box_2d, valid, box_3d
 
 
-def _visible(in_frame, track_2d, track_depth_bu, depth_bu, mask):
+def _visible(in_frame, track_2d, track_depth, depth, mask):
     """(F, N) bool from the renders: the pixel under the projected origin shows the entity itself, or a surface no
     nearer than the origin (origins outside their own geometry, e.g. a torus centre)."""
     n_frames, n_ent = in_frame.shape
@@ -183,7 +184,7 @@ def _visible(in_frame, track_2d, track_depth_bu, depth_bu, mask):
     f = np.arange(n_frames)[:, None]
     ids = np.arange(1, n_ent + 1)[None, :]
     own = mask[f, py, px] == ids
-    behind = depth_bu[f, py, px] >= track_depth_bu * (1 - 1e-3)
+    behind = depth[f, py, px] >= track_depth * (1 - 1e-3)
     return in_frame & (own | behind)
 
 
@@ -217,9 +218,10 @@ def build_shot(scene, options=None, progress=None, is_cancelled=None):
         shots = [(frames[0], "first_frame.png")] if renders else []
         shots += [(frame, f"rgb/{i + 1:04d}.png") for i, frame in enumerate(frames)] if rgb else []
         cameras = [scene.objects[name] for name in dict.fromkeys(samples.camera_names)]
-        with tempfile.TemporaryDirectory(prefix="trajplate-export-") as tmp:
+        unit_scale = scene.unit_settings.scale_length
+        with tempfile.TemporaryDirectory(prefix="trajplate-export-") if shots else nullcontext() as tmp:
             if renders:
-                rendered = render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmp,
+                rendered = render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmp, unit_scale,
                                               tracker.stage("depth and masks", n_frames), is_cancelled)
             if shots:
                 frame_files, engine = render_beauty(scene, view_layer, shots, cameras, camera, tmp, warnings,
@@ -273,9 +275,9 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     if rendered is None:
         arrays["track_visible"] = in_frame & samples.ray_visible
     else:
-        depth_bu, mask = rendered
-        arrays["track_visible"] = _visible(in_frame, track_2d, track_depth / unit_scale, depth_bu, mask)
-        arrays["depth"] = (depth_bu * np.float32(unit_scale)).astype(np.float32)
+        depth, mask = rendered
+        arrays["track_visible"] = _visible(in_frame, track_2d, track_depth, depth, mask)
+        arrays["depth"] = depth
         arrays["instance_mask"] = mask
     scale = np.linalg.norm(samples.entity_world[..., :3, :3], axis=-2)  # (F, N, 3) axis lengths
     uneven = (scale.max(-1) > scale.min(-1) * (1 + 1e-4)).any(axis=0)

@@ -9,7 +9,7 @@ import numpy as np
 
 def transform(matrices, points):
     """Apply (..., 4, 4) affine ``matrices`` to (..., V, 3) ``points``; returns (..., V, 3) float64 (broadcasting)."""
-    return np.einsum("...ij,...vj->...vi", matrices[..., :3, :3], points) + matrices[..., None, :3, 3]
+    return points @ np.swapaxes(matrices[..., :3, :3], -1, -2) + matrices[..., None, :3, 3]
 
 
 def project(K, points_cam):
@@ -51,8 +51,11 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
             cut[..., 2] = near  # exact, so the projection does not wobble with rounding
             uv = np.concatenate([uv, project(K, cut)], axis=1)
             keep = np.concatenate([keep, crossing], axis=1)
-    lo = np.where(keep[..., None], uv, np.inf).min(axis=1)
-    hi = np.where(keep[..., None], uv, -np.inf).max(axis=1)
+    if keep.all():  # the common case: everything in front, no masking needed
+        lo, hi = uv.min(axis=1), uv.max(axis=1)
+    else:
+        lo = np.where(keep[..., None], uv, np.inf).min(axis=1)
+        hi = np.where(keep[..., None], uv, -np.inf).max(axis=1)
     limit = np.array([width, height], dtype=np.float64)
     lo = np.clip(lo, 0.0, limit)
     hi = np.clip(hi, 0.0, limit)

@@ -43,12 +43,14 @@ def _plain_output(ov, scene, camera):
         ov.set(scene, "camera", camera)
 
 
-def render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmpdir, progress=None, is_cancelled=None):
+def render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmpdir, unit_scale, progress=None,
+                       is_cancelled=None):
     """Depth and object index of every frame in ``frames`` (Blender frame numbers).
 
     entities: objects, entity id = position + 1 (others get index 0); cameras: every camera object the shot uses
     (their depth of field is switched off); camera: the export's fixed camera or None (scene camera per frame).
-    Returns depth (F, H, W) float32 planar camera z in Blender units with ``inf`` where no surface is hit, and
+    Returns depth (F, H, W) float32 planar camera z in metres (Blender units × ``unit_scale``), ``inf`` where no
+    surface is hit, and
     instance_mask (F, H, W) uint8 entity id per pixel (0 background); row 0 is the top of the image.
     """
     with Overrides() as ov:
@@ -86,7 +88,9 @@ def render_data_passes(scene, view_layer, frames, entities, cameras, camera, tmp
                 channels = read_exr(fh.read())
             os.remove(path + ".exr")
             z = find_pass(channels, compat.DEPTH_PASS_NAMES, "Z")
-            depth.append(np.where(z >= BACKGROUND_DEPTH, np.inf, z).astype(np.float32))
+            z = z * np.float32(unit_scale)
+            z[z >= BACKGROUND_DEPTH * unit_scale] = np.inf
+            depth.append(z)
             mask.append(np.rint(find_pass(channels, compat.OBJECT_INDEX_PASS_NAMES, "X")).astype(np.uint8))
             if progress is not None:
                 progress(i + 1, len(frames))

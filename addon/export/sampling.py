@@ -81,17 +81,26 @@ def _evaluated_geometry(obj, depsgraph):
 
 
 class _MatrixReader:
-    """World matrices of chosen objects from one ``bpy.data.objects.foreach_get`` (column-major in Blender)."""
+    """World matrices from one ``bpy.data.objects.foreach_get`` per frame (float32 is Blender's own precision, and
+    an order of magnitude faster to fetch than float64). Blender stores matrices column-major."""
 
-    def __init__(self, objects):
-        index = {obj.as_pointer(): i for i, obj in enumerate(bpy.data.objects)}
-        self.rows = np.array([index[obj.as_pointer()] for obj in objects], dtype=np.int64)
-        self.buffer = np.empty(len(bpy.data.objects) * 16, dtype=np.float64)
+    def __init__(self, n_frames, budget_bytes=256 << 20):
+        self.row = {obj.as_pointer(): i for i, obj in enumerate(bpy.data.objects)}
+        n = len(bpy.data.objects)
+        # Keep every frame's buffer when it fits (no per-frame copies); else one buffer, copied out by the caller.
+        self.frames = np.empty((n_frames if n_frames * n * 64 <= budget_bytes else 1, n * 16), dtype=np.float32)
 
-    def read(self):
-        """(len(objects), 4, 4) float64 world matrices at the current frame."""
-        bpy.data.objects.foreach_get("matrix_world", self.buffer)
-        return self.buffer.reshape(-1, 4, 4)[self.rows].transpose(0, 2, 1)
+    def read(self, f):
+        """Fetch frame ``f``'s matrices; returns the flat (n_objects * 16,) float32 buffer holding them."""
+        buffer = self.frames[f if len(self.frames) > 1 else 0]
+        bpy.data.objects.foreach_get("matrix_world", buffer)
+        return buffer
+
+    @staticmethod
+    def matrices(buffer, rows):
+        """(..., len(rows), 4, 4) float64 row-major matrices of objects ``rows`` from flat buffers (..., n * 16)."""
+        mats = buffer.reshape(*buffer.shape[:-1], -1, 4, 4)[..., rows, :, :]
+        return np.swapaxes(mats, -1, -2).astype(np.float64)
 
 
 def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
@@ -99,7 +108,8 @@ def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
 
     Bounds catch geometry that moves without its object moving (armature skinning, animated modifiers).
     """
-    reader = _MatrixReader(candidates)
+    reader = _MatrixReader(1)
+    rows = [reader.row[obj.as_pointer()] for obj in candidates]
     deforming = [i for i, obj in enumerate(candidates) if not is_rigid(obj)]
     first_m = first_b = None
     moving = np.zeros(len(candidates), dtype=bool)
@@ -107,7 +117,7 @@ def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
         if is_cancelled is not None and is_cancelled():
             raise ExportCancelled("Export cancelled.")
         scene.frame_set(int(frame))
-        mats = reader.read()
+        mats = reader.matrices(reader.read(0), rows)
         bounds = np.array([candidates[i].bound_box for i in deforming], dtype=np.float64).reshape(-1, 8, 3)
         if first_m is None:
             first_m, first_b = mats, bounds
@@ -127,10 +137,12 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     Raises ExportError naming the frame when the scene has no camera there, or the camera when it is not perspective.
     """
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    reader = _MatrixReader(entities)
     n_frames, n_ent = len(frames), len(entities)
+    reader = _MatrixReader(n_frames)
+    rows = [reader.row[obj.as_pointer()] for obj in entities]
     entity_world = np.empty((n_frames, n_ent, 4, 4))
     camera_world = np.empty((n_frames, 4, 4))
+    cam_rows = np.empty(n_frames, dtype=np.int64)
     cam_values = np.empty((n_frames, 7))
     fits, names = [], []
     rigid = [is_rigid(obj) for obj in entities]
@@ -162,8 +174,11 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
             data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y, data.clip_start, data.clip_end
         )
         fits.append(data.sensor_fit)
-        camera_world[f] = cam.matrix_world
-        entity_world[f] = reader.read()
+        cam_rows[f] = reader.row[cam.as_pointer()]
+        buffer = reader.read(f)
+        if len(reader.frames) == 1:
+            entity_world[f] = reader.matrices(buffer, rows)
+            camera_world[f] = reader.matrices(buffer, cam_rows[f])
         for obj, geo in zip(entities, geometry, strict=True):
             if geo.deforms:
                 verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
@@ -171,9 +186,13 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
                 geo.edges.append(edges)
                 geo.bound_box[f] = bound_box
         if ray_cast:
-            ray_visible[f] = _ray_visibility(scene, depsgraph, camera_world[f, :3, 3], entity_world[f], entities)
+            ray_visible[f] = _ray_visibility(scene, depsgraph, cam, entities)
         if progress is not None:
             progress(f + 1, n_frames)
+    if len(reader.frames) > 1:
+        entity_world = reader.matrices(reader.frames, rows)
+        every = reader.frames.reshape(n_frames, -1, 16)[np.arange(n_frames), cam_rows]
+        camera_world = np.swapaxes(every.reshape(-1, 4, 4), -1, -2).astype(np.float64)
     return Samples(
         camera_names=names, camera_world=camera_world,
         lens=cam_values[:, 0], sensor_width=cam_values[:, 1], sensor_height=cam_values[:, 2],
@@ -183,18 +202,16 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     )
 
 
-def _ray_visibility(scene, depsgraph, cam_pos, worlds, entities):
-    """(N,) bool: for each entity, nothing other than itself lies between the camera and its origin."""
-    from mathutils import Vector
-
+def _ray_visibility(scene, depsgraph, cam, entities):
+    """(N,) bool at the current frame: nothing other than the entity itself lies between the camera and its origin."""
     out = np.ones(len(entities), dtype=bool)
-    origin = Vector(cam_pos)
+    origin = cam.matrix_world.translation
     for i, obj in enumerate(entities):
-        delta = worlds[i, :3, 3] - cam_pos
-        dist = float(np.linalg.norm(delta))
+        delta = obj.matrix_world.translation - origin
+        dist = delta.length
         if dist < 1e-9:
             continue
-        hit, location, _n, _i, hit_obj, _m = scene.ray_cast(depsgraph, origin, Vector(delta / dist), distance=dist)
+        hit, location, _n, _i, hit_obj, _m = scene.ray_cast(depsgraph, origin, delta / dist, distance=dist)
         if hit and hit_obj is not None and hit_obj.original != obj:
             # A hit on the origin itself (a surface through it) does not occlude.
             out[i] = (location - origin).length >= dist * (1 - 1e-6)

@@ -2,7 +2,7 @@
 
 Each shot is built and exported by ``scenes.py`` in a Blender subprocess; perturbed oracles are rendered the
 same way. Everything lives under ``.cache/adherence/<hash>/``, the hash covering ``scenes.py``, the add-on's
-exporter and the manifest, so a change to either rebuilds the shots.
+exporter (``addon/export/``) and the manifest, so a change to either rebuilds the shots.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SCENES = Path(__file__).with_name("scenes.py")
 
 def _hash() -> str:
     digest = hashlib.sha256()
-    for path in [SCENES, ROOT / "blender_manifest.toml", *sorted((ROOT / "addon").rglob("*.py"))]:
+    for path in [SCENES, ROOT / "blender_manifest.toml", *sorted((ROOT / "addon" / "export").rglob("*.py"))]:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

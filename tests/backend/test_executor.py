@@ -11,6 +11,7 @@ import httpx
 import pytest
 from support.pipelines import PRESET, LoopPipeline, ServerProcess, follow, service_env, submit, wait_for
 from trajplate.jobs.runner import PipelineCache
+from trajplate.tiny import ensure_tiny
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +63,12 @@ def test_kill_9_mid_job_then_restart_loses_nothing(tmp_path, bundle):
         server.stop()
 
 
-def test_disk_full_while_writing_fails_the_job_and_keeps_earlier_results(tmp_path, small_shot_bundle):
-    """The worker's runner under a 64 KiB file-size limit (EFBIG, handled like ENOSPC)."""
-    env = service_env(TRAJPLATE_HOME=str(tmp_path / "home"))
-    subprocess.run([sys.executable, "-m", "trajplate.cli", "tiny", "test-loop"], env=env, check=True,
-                   capture_output=True, timeout=300)
+def test_disk_full_while_writing_fails_the_job_and_keeps_earlier_results(tmp_path, small_shot_bundle, monkeypatch):
+    """The worker's runner under a 1500-byte file-size limit (EFBIG, handled like ENOSPC)."""
+    env = service_env()
+    for name in ("TRAJPLATE_HOME", "TRAJPLATE_PLUGINS"):
+        monkeypatch.setenv(name, env[name])
+    ensure_tiny("test-loop")  # built here: the limited process below can write only tiny files
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     script = f"""

@@ -262,8 +262,9 @@ def test_more_entities_than_palette_colours_is_refused(small_shot):
     reps = -(-n // small_shot.num_entities)
     meta = small_shot.meta.model_dump()
     entities = [{**meta["entities"][k % small_shot.num_entities], "id": k + 1, "name": f"E{k + 1}"} for k in range(n)]
-    per_entity = {k: np.concatenate([v] * reps, axis=1)[:, :n] for k, v in small_shot.arrays().items()
-                  if v.ndim >= 2 and v.shape[:2] == (small_shot.num_frames, small_shot.num_entities)}
+    names = ("entity_world", "entity_position", "entity_quaternion_wxyz", "entity_cam_opencv", "track_2d",
+             "track_depth", "track_in_frame", "track_visible", "box_2d", "box_2d_valid", "box_3d_world")
+    per_entity = {k: np.concatenate([getattr(small_shot, k)] * reps, axis=1)[:, :n] for k in names}
     shot = shot_variant(small_shot, {"entities": entities}, **per_entity)
     with pytest.raises(PipelineInputError, match="entities: entity id 22"):
         cond.build_conditioning(shot, "box", **dict(height=32, width=48, num_frames=9))

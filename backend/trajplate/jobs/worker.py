@@ -20,17 +20,18 @@ from .runner import JobSpec, PipelineCache, execute
 
 def default_budget_bytes(device: str) -> int:
     """90 % of the GPU's memory, or half the machine's RAM on the CPU."""
-    import torch
-
     if device.startswith("cuda"):
+        import torch
+
         return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.9)
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
 
 
 def device_name(device: str) -> str:
-    import torch
-
+    """The GPU's name (imports torch), or ``cpu`` (a CPU worker imports torch with its first pipeline)."""
     if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.get_device_name(torch.device(device))
     return "cpu"
 

@@ -48,8 +48,8 @@ def solve_poses(
     A point farther than ``2 × ransac_px`` from the frame's best rigid pose is dropped for the rest of the
     sequence: it is a tracking failure (stuck on an occluder or on the background behind a thin object), and
     because the test is against the take's own rigid motion, not the shot's, it does not bias the score.
-    With ``drop_on_failure`` every point is dropped from the first frame whose points admit no rigid pose
-    (a small entity's points then mostly sit on whatever passed in front of or behind it).
+    With ``drop_on_failure`` every point is dropped from the first frame whose points are too few or admit no
+    rigid pose (a small entity's last points then mostly sit on whatever passed in front of or behind it).
     """
     S = len(xy)
     xy = xy.copy()
@@ -60,6 +60,8 @@ def solve_poses(
     for s in range(S):
         ok = np.isfinite(xy[s, :, 0])
         if ok.sum() < min_inliers:
+            if drop_on_failure:
+                xy[s:] = np.nan
             continue
         obj = model_xyz[ok].astype(np.float64)
         img = xy[s, ok].astype(np.float64)

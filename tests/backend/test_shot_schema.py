@@ -1,0 +1,37 @@
+"""The checked-in JSON Schema of shot.json is the one the pydantic models generate, and it accepts real metadata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+from test_shot_synthetic import synthetic_parts
+from trajplate.shot import json_schema
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "shot.schema.json"
+
+
+def test_checked_in_schema_matches_the_models():
+    regenerated = subprocess.run(
+        [sys.executable, "-m", "trajplate.shot", "--schema"], capture_output=True, text=True, check=True
+    ).stdout
+    assert SCHEMA.read_text() == regenerated, (
+        "docs/shot.schema.json is stale: run `python -m trajplate.shot --schema > docs/shot.schema.json`"
+    )
+
+
+def test_schema_accepts_exported_metadata_and_refuses_bad_values():
+    schema = json.loads(SCHEMA.read_text())
+    assert schema == json_schema()
+    meta, _, _ = synthetic_parts()
+    jsonschema.validate(meta, schema)
+    meta["entities"][0]["color"] = [255, 0, 300]
+    try:
+        jsonschema.validate(meta, schema)
+    except jsonschema.ValidationError as error:
+        assert list(error.absolute_path) == ["entities", 0, "color", 2]
+    else:
+        raise AssertionError("the schema accepted a colour channel of 300")
