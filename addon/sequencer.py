@@ -77,10 +77,11 @@ def _sequencer_area():
 def retime(scene, strip, first: int, last: int) -> None:
     """Pin the strip's first movie frame on scene frame ``first`` and its last on ``last`` (linear in between).
 
-    One retiming segment at speed ``100 · (T − 1) / (last − first)`` % through ``sequencer.retiming_segment_speed_set``
-    (keys through RNA are unsafe in bpy 4.5: ``retiming_keys.add`` crashes on a strip without keys and key frames
-    read back wrong when other strips exist). Raises ``RuntimeError`` if Blender did not land the last frame on
-    ``last``.
+    Through ``sequencer.retiming_segment_speed_set`` (keys through RNA are unsafe in bpy 4.5: ``retiming_keys.add``
+    crashes on a strip without keys and key frames read back wrong when other strips exist). The operator's length
+    rule differs between versions (4.5: the segment spans ``T − 1`` frame steps; 4.3: ``T``), so it is measured: the
+    strip length at 100 % and 50 % gives ``length = k · 100 / speed + c``, solved for the target length.
+    Raises ``RuntimeError`` if Blender did not land the last frame on ``last``.
     """
     length = strip.frame_final_duration
     strip.frame_start = first
@@ -99,8 +100,13 @@ def retime(scene, strip, first: int, last: int) -> None:
     try:
         compat.ensure_sequencer_scene(window.workspace, scene)
         with bpy.context.temp_override(window=window, area=area, region=region, scene=scene):
-            bpy.ops.sequencer.retiming_segment_speed_set(speed=100.0 * (length - 1) / (last - first),
-                                                         keep_retiming=True)
+            def length_at(speed: float) -> int:
+                bpy.ops.sequencer.retiming_segment_speed_set(speed=speed, keep_retiming=True)
+                return strip.frame_final_end - first
+
+            at_100 = length_at(100.0)
+            k = length_at(50.0) - at_100
+            length_at(100.0 * k / (last - first + 1 - (at_100 - k)))
     finally:
         if restore is not None:
             area.ui_type = restore

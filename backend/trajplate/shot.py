@@ -603,7 +603,12 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def json_schema_text() -> str:
+    """docs/shot.schema.json exactly as ``python -m trajplate.shot --schema`` writes it."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--schema"]:
         sys.exit("usage: python -m trajplate.shot --schema > docs/shot.schema.json")
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    sys.stdout.write(json_schema_text())

@@ -24,11 +24,18 @@ def test_run_writes_the_take_and_says_tiny_loudly(tmp_path, small_shot_bundle):
     assert meta["tiny"] is True and meta["steps"] == 3 and meta["pipeline"] == "test-loop"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.json", "take.mp4"]  # no job folder left behind
 
-    refused = trajplate("run", str(small_shot_bundle), "--pipeline", "test-loop", "-o", str(tmp_path / "x.mp4"),
-                        "--no-tiny")
-    assert refused.returncode == 1 and "trajplate download test-loop" in refused.stderr
-    bad = trajplate("run", str(tmp_path / "take.mp4"), "--pipeline", "test-loop", "-o", str(tmp_path / "y.mp4"))
-    assert bad.returncode == 2 and "bundle" in bad.stderr.lower()
+
+
+def test_run_refuses_missing_weights_and_bad_bundles(tmp_path, small_shot_bundle):
+    plain = service_env(TRAJPLATE_PLUGINS="")  # the built-in presets only: no torch import before the checks
+    refused = trajplate("run", str(small_shot_bundle), "--pipeline", "posetraj", "-o", str(tmp_path / "x.mp4"),
+                        "--no-tiny", env=plain)
+    assert refused.returncode == 1 and "trajplate download posetraj" in refused.stderr
+    (tmp_path / "not-a-bundle.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    bad = trajplate("run", str(tmp_path / "not-a-bundle.zip"), "--pipeline", "posetraj", "-o", str(tmp_path / "y.mp4"),
+                    env=plain)
+    assert bad.returncode == 2 and "trajplate run:" in bad.stderr
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
 
 
 def test_pipelines_lists_every_preset_with_cache_state(tmp_path):
@@ -53,8 +60,9 @@ def test_pipelines_lists_every_preset_with_cache_state(tmp_path):
 
 
 def test_download_without_network_fails_clearly(tmp_path):
-    out = trajplate("download", "trajectorycrafter", env=service_env(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1"))
+    offline = service_env(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", TRAJPLATE_PLUGINS="")
+    out = trajplate("download", "trajectorycrafter", env=offline)
     assert out.returncode == 1
     assert "not reachable" in out.stderr and "alibaba-pai/CogVideoX-Fun-V1.1-5b-InP" in out.stderr
-    unknown = trajplate("download", "nope")
+    unknown = trajplate("download", "nope", env=offline)
     assert unknown.returncode == 1 and "valid:" in unknown.stderr

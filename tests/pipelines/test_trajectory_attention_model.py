@@ -7,7 +7,6 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention_processor import Attention
-
 from trajplate.pipelines.tiny_parts import tiny_svd_unet_config
 from trajplate.pipelines.trajectory_attention.attention import TrajectoryAttnProcessor, TrajectoryControl
 from trajplate.pipelines.trajectory_attention.convert import (

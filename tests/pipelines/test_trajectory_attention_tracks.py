@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from trajplate.conditioning import trajectory_attention as cond
 from trajplate.pipelines.base import PipelineInputError
 from trajplate.shot import Shot, load_shot
