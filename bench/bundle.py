@@ -6,9 +6,9 @@
 
 Layouts compared (all read back with trajplate.shot.load_shot from bytes, as the job service does; "upload" posts
 the bundle over a loopback socket to a stdlib HTTP server that runs load_shot on the body):
-  shipped        addon/bundle.py: arrays.npz stored in the zip; inside, every array deflated at level 6 (as np.savez_compressed)
+  shipped        addon/bundle.py: arrays.npz stored in the zip; inside, every array deflated at level 1
   depth-stored   as shipped, but depth stored (not deflated)
-  level-1        as shipped, but deflate level 1 (faster to write)
+  level-6        as shipped, but deflate level 6 (np.savez_compressed)
   outer-deflate  np.savez (uncompressed npz) inside a deflated zip
   all-stored     nothing compressed
 """
@@ -70,8 +70,8 @@ def _shipped(meta: dict, arrays: dict, frames: dict) -> bytes:
 STORED = zipfile.ZIP_STORED
 LAYOUTS = {
     "shipped": _shipped,
-    "depth-stored": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: None if n == "depth" else 6),
-    "level-1": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: 1),
+    "depth-stored": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: None if n == "depth" else 1),
+    "level-6": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: 6),
     "outer-deflate": lambda m, a, f: _hand_made(m, a, f, outer=zipfile.ZIP_DEFLATED, level_of=lambda n: None),
     "all-stored": lambda m, a, f: _hand_made(m, a, f, outer=STORED, level_of=lambda n: None),
 }

@@ -2,7 +2,7 @@
 
 ``shot_bundle`` (720×480, 49 frames) and ``small_shot_bundle`` (160×96, 13 frames) are the standard scene of
 ``tests/support/scenes.py`` exported with renders on. They are cached under ``.cache/test-bundles/<hash>/``, the
-hash covering ``addon/`` and ``tests/support/`` sources, so they are rebuilt only when the exporter or the scene
+hash covering the exporter, the bundle writer and the scene builder, so they are rebuilt only when the exporter or the scene
 changes. bpy is never imported into the test process here.
 """
 
@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the add-on package `addon` for tests that run bpy
 
-_SOURCES = ("addon", "tests/support")
+# Only what shapes a bundle: edits to the UI side of the add-on must not force a 90 s rebuild.
+_SOURCES = ("addon/export", "addon/bundle.py", "addon/compat.py", "tests/support/scenes.py", "tests/support/make_bundle.py")
 
 
 def _sources_hash():
     digest = hashlib.sha256()
-    for folder in _SOURCES:
-        for path in sorted((ROOT / folder).rglob("*.py")):
+    for source in _SOURCES:
+        top = ROOT / source
+        for path in sorted(top.rglob("*.py")) if top.is_dir() else [top]:
             digest.update(str(path.relative_to(ROOT)).encode())
             digest.update(path.read_bytes())
     digest.update((ROOT / "blender_manifest.toml").read_bytes())

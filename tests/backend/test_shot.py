@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -62,12 +63,15 @@ def test_bytes_path_and_file_object_sources_agree(tmp_path):
             load_shot(text)
 
 
-def test_identical_shots_give_identical_bundles(tmp_path):
+def test_identical_shots_give_identical_bundles_with_normal_permissions(tmp_path):
     meta, arrays, first_frame = synthetic_parts()
     frames = {"first_frame.png": png(first_frame)}
-    one = write_bundle(tmp_path / "1.zip", meta, arrays, frames).read_bytes()
-    two = write_bundle(tmp_path / "2.zip", meta, arrays, frames).read_bytes()
-    assert one == two
+    one = write_bundle(tmp_path / "1.zip", meta, arrays, frames)
+    two = write_bundle(tmp_path / "2.zip", meta, arrays, frames)
+    assert one.read_bytes() == two.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert one.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user saves, not a private temp file
 
 
 def test_save_shot_round_trip(tmp_path):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from trajplate.conditioning.trajmaster3d import (
     compose_prompt,
     condition,

@@ -12,7 +12,6 @@ from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb, get_3d_rotary_pos_embed
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
-
 from trajplate.pipelines.trajmaster3d.loading import (
     INJECTOR_FOLDER,
     LORA_FOLDER,

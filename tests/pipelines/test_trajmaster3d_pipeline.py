@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
-
 from trajplate.params import GenerateParams
 from trajplate.pipelines.base import Cancelled, PipelineInputError
 from trajplate.pipelines.registry import pipeline_class
@@ -48,6 +47,7 @@ def small(tmp_path_factory):
     return pipeline_class("3dtrajmaster").load(PRESET, root / "base", root / "adapter", device="cpu")
 
 
+@pytest.mark.slow  # the one native-size run: the tiny VAE decodes 49×480×720 (~45 s on 2 idle cores)
 def test_two_step_native_run_from_an_exported_bundle(native, shot_bundle):
     shot = _long_captions(load_shot(shot_bundle))
     params = _params(steps=2, seed=5, options={"entities": [1, 3], "annealed_sample_step": 0})

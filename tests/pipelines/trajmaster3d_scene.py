@@ -20,8 +20,9 @@ CAPTION = "a tall slender robot with polished silver armour glowing blue eyes an
 
 
 def build(scene):
-    from addon.export import props
     from support.scenes import add_camera, add_mesh, entity_collection, key_path, set_render
+
+    from addon.export import props
 
     set_render(scene, 720, 480, 49)
     scene[props.SCENE_PROMPT] = "two robots on a plain"

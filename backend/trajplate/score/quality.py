@@ -7,11 +7,13 @@ from functools import cache
 import cv2
 import numpy as np
 
+PSNR_CAP_DB = 100.0
+
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two (H, W, 3) uint8 images (peak 255); inf when identical."""
+    """PSNR in dB of two (H, W, 3) uint8 images (peak 255), capped at 100 dB (identical images; JSON has no inf)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return min(PSNR_CAP_DB, float(10 * np.log10(255.0**2 / mse))) if mse else PSNR_CAP_DB
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import CogVideoXPipeline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...conditioning.trajmaster3d import MAX_ENTITY_TOKENS, TrajMasterInputs, condition, preview
@@ -48,7 +49,7 @@ class TrajMaster3DOptions(BaseModel):
     use_dynamic_cfg: bool = Field(True, description="CogVideoX's cosine guidance ramp")
 
 
-def apply_memory_mode(pipe: TrajMaster3DPipeline, mode: str, device: torch.device) -> None:
+def apply_memory_mode(pipe: CogVideoXPipeline, mode: str, device: torch.device) -> None:
     """Place ``pipe`` on ``device`` in one of DESIGN's memory modes (diffusers' offload calls).
 
     On a CPU device there is nothing to offload to, so every mode runs resident (logged). Offloading modes also turn
@@ -60,8 +61,9 @@ def apply_memory_mode(pipe: TrajMaster3DPipeline, mode: str, device: torch.devic
         if mode != "resident":
             logger.warning("memory_mode %s needs an accelerator; running resident on the CPU", mode)
         pipe.to(device)
-        if pipe.transformer_ori is not None:
-            pipe.transformer_ori.to(device)
+        plain_copy = getattr(pipe, "transformer_ori", None)  # the authors' two-copy annealing (bench, parity)
+        if plain_copy is not None:
+            plain_copy.to(device)
         return
     if mode == "model_offload":
         pipe.enable_model_cpu_offload(device=device)
