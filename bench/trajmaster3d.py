@@ -162,6 +162,7 @@ def bench_mode(parts: Parts, mode: str, device: torch.device, steps: int) -> Non
     results = {}
     for name in ("stock", "ours"):
         pipe = parts.stock() if name == "stock" else parts.ours()
+        pipe.set_progress_bar_config(disable=True)
         apply_memory_mode(pipe, mode, device)
         run(pipe, device, 2, ours=name == "ours")  # warm-up (kernels, offload hooks)
         results[name] = run(pipe, device, steps, ours=name == "ours")
@@ -199,7 +200,8 @@ def bench_two_copies(parts: Parts, device: torch.device, steps: int) -> None:
     gib = 1024**3
     difference = abs(outputs["one transformer"] - outputs["two copies"]).max()
     print(f"\n[annealing, resident, {parts.dtype}] ours (PEFT adapter switched off) vs the authors' two copies")
-    print(f"  transformer weights   {resident['one transformer'] / gib:.3f} vs {resident['two copies'] / gib:.3f} GiB")
+    mib = 1024**2
+    print(f"  transformer weights   {resident['one transformer'] / mib:.1f} vs {resident['two copies'] / mib:.1f} MiB")
     if device.type == "cuda":
         saved = (peaks["two copies"] - peaks["one transformer"]) / gib
         print(f"  peak VRAM             {peaks['one transformer'] / gib:.2f} vs {peaks['two copies'] / gib:.2f} GiB, "
@@ -214,7 +216,6 @@ def main(argv=None) -> None:
     parser.add_argument("--modes", default="resident,model_offload,group_offload")
     args = parser.parse_args(argv)
     diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
 
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     if device.type == "cpu" and not args.tiny:

@@ -20,7 +20,7 @@ from trajplate.shot import BundleError, Shot, load_shot
 
 from addon.bundle import write_bundle
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _valid_bundle() -> bytes:
