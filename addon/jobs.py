@@ -1,15 +1,16 @@
-"""Job manager: the export on the main thread in slices, upload / progress / download in worker threads.
+"""Job manager: the export in a child process, upload / progress / download in worker threads.
 
 Threading contract (the common bug in the wild is a worker writing ``bpy`` data):
 
-- Everything a worker needs is copied into a :class:`JobSpec` on the main thread when the job is queued.
+- Everything a worker needs is copied into a :class:`JobSpec` on the main thread when the job is queued; the
+  export reads a snapshot of the file (:mod:`.export.background`) in another process.
 - A worker (``_work``) never touches ``bpy``: it talks HTTP through :mod:`.client` and reports plain dicts
   through a ``queue.Queue``; cancel is a ``threading.Event`` that also makes the worker send
   ``DELETE /v1/jobs/{id}`` so the server stops too.
 - :meth:`JobManager.tick` runs on the main thread (a ``bpy.app.timers`` callback in Blender; tests call it
-  directly because timers never fire in the bpy module): it advances the export by slices of at most
-  ``EXPORT_SLICE_S``, applies the workers' messages, and hands finished downloads to ``on_take`` (the sequencer
-  import). Each call is short: one take import is the most work it does.
+  directly because timers never fire in the bpy module): it starts the next export process, reads its status,
+  applies the workers' messages, and hands finished downloads to ``on_take`` (the sequencer import). Each call is
+  short: one take import is the most work it does.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .client import BackendError, Client, DownloadCancelled
 
-EXPORT_SLICE_S = 0.03
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Consecutive failed polls tolerated before a running job is reported as lost (the server keeps the job).
 POLL_RETRIES = 3
@@ -104,7 +105,7 @@ class Job:
         if self.state == "failed":
             return self.error
         if self.state == "exporting":
-            return f"exporting {self.step}%"
+            return f"exporting {self.step}%" + (f" · {self.stage}" if self.stage else "")
         if self.state in ("running", "queued") and self.stage:
             text = self.stage
             if self.steps:
@@ -115,16 +116,33 @@ class Job:
         return self.state
 
 
+class ExportRun(Protocol):
+    """What the manager needs of an export (:class:`.export.process.ExportProcess`): it writes ``bundle``;
+    ``status()`` has ``state`` (running | succeeded | failed | cancelled), ``fraction``, ``stage``, ``error`` and
+    ``warnings``; ``start``, ``cancel`` and ``join`` never block the main thread (``join`` waits up to its timeout)."""
+
+    bundle: Path
+    started: bool
+
+    def start(self) -> None: ...
+
+    def status(self): ...
+
+    def cancel(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
 class Export:
-    """The main-thread export shared by the jobs of one Generate click (one bundle, N seeds).
+    """The export shared by the jobs of one Generate click (one bundle, N seeds)."""
 
-    ``steps`` yields a progress fraction 0..1 after each slice of work and has written ``bundle`` when exhausted.
-    """
+    run: ExportRun
+    jobs: list[Job]
 
-    def __init__(self, steps: Iterator[float], bundle: Path, jobs: list[Job]):
-        self.steps = steps
-        self.bundle = bundle
-        self.jobs = jobs
+    @property
+    def bundle(self) -> Path:
+        return self.run.bundle
 
 
 def _work(job_id: str, spec: JobSpec, server_id: str | None, client_job_id: str, cancel: threading.Event,
@@ -204,11 +222,12 @@ class JobManager:
 
     # -- main thread --------------------------------------------------------------------------------------
 
-    def queue(self, specs: list[JobSpec], export_steps: Iterator[float], bundle: Path) -> list[Job]:
-        """Queue one job per spec behind one export that ``tick`` advances; returns the jobs (state 'exporting')."""
+    def queue(self, specs: list[JobSpec], export: ExportRun) -> list[Job]:
+        """Queue one job per spec behind one export (started by ``tick``, one export at a time); returns the jobs
+        (state 'exporting')."""
         jobs = [Job(spec) for spec in specs]
         self.jobs.extend(jobs)
-        self.exports.append(Export(export_steps, bundle, jobs))
+        self.exports.append(Export(export, jobs))
         self.on_change()
         return jobs
 
@@ -267,7 +286,11 @@ class JobManager:
         """Cancel every active job (server side too) and wait briefly for the workers (add-on unregister)."""
         for job in self.jobs:
             job.cancel.set()
+        for export in self.exports:
+            export.run.cancel()
         deadline = time.monotonic() + join_s
+        for export in self.exports:
+            export.run.join(max(0.0, deadline - time.monotonic()))
         for job in self.jobs:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
@@ -291,29 +314,36 @@ class JobManager:
         job.thread.start()
 
     def _advance_export(self) -> bool:
+        """Start the first queued export, or read its status: a few attribute reads, never a wait."""
         if not self.exports:
             return False
         export = self.exports[0]
         pending = [job for job in export.jobs if not job.cancel.is_set()]
         if not pending:
+            export.run.cancel()  # every job of this export was cancelled: stop the child process
             self.exports.pop(0)
             return True
-        deadline = time.perf_counter() + EXPORT_SLICE_S
-        try:
-            while time.perf_counter() < deadline:
-                percent = int(100 * next(export.steps))
-                for job in pending:
-                    job.step = percent
-        except StopIteration:
-            self.exports.pop(0)
+        if not export.run.started:
+            export.run.start()
+        status = export.run.status()
+        if status.state == "running":
+            percent = int(100 * status.fraction)
+            changed = any((job.step, job.stage) != (percent, status.stage) for job in pending)
             for job in pending:
+                job.step, job.stage = percent, status.stage
+            return changed
+        self.exports.pop(0)
+        for warning in status.warnings:
+            print(f"TrajPlate export: {warning}")
+        for job in pending:
+            if status.state == "succeeded":
                 job.spec.bundle = export.bundle
+                job.stage = ""
                 self._start(job)
-        except Exception as exc:  # the export's message names the field and the fix
-            traceback.print_exc()
-            self.exports.pop(0)
-            for job in pending:
-                self._fail(job, f"Export failed: {exc}")
+            elif status.state == "cancelled":
+                job.state = "cancelled"
+            else:  # the message names the field and the fix; the detail went to the console
+                self._fail(job, f"Export failed: {status.error}")
         return True
 
     def _apply(self, job: Job, update: dict) -> None:

@@ -30,6 +30,17 @@ def add_export_arguments(parser):
     parser.add_argument("--rgb-frames", action="store_true", help="also render every frame to frames/rgb/")
     parser.add_argument("--frames", type=frame_range, help="A:B[:STEP] instead of the scene's frame range")
     parser.add_argument("--scene", default="", help="scene name (default: the active scene)")
+    parser.add_argument("--blend-file", default=None,
+                        help="the .blend recorded in the bundle (default: the open file; '' for an unsaved one), "
+                             "for exports of a saved copy")
+
+
+def export_options(args):
+    """ExportOptions from arguments parsed by a parser given :func:`add_export_arguments`."""
+    return ExportOptions(
+        include_renders=not args.no_renders, include_rgb_frames=args.rgb_frames,
+        frame_range=args.frames, camera=args.camera, blend_file=args.blend_file,
+    )
 
 
 def run_export(args, scene=None):
@@ -41,10 +52,7 @@ def run_export(args, scene=None):
         if scene is None:
             print(f"error: no scene named '{args.scene}'; scenes: {', '.join(bpy.data.scenes.keys())}", file=sys.stderr)
             return 2
-    options = ExportOptions(
-        include_renders=not args.no_renders, include_rgb_frames=args.rgb_frames,
-        frame_range=args.frames, camera=args.camera,
-    )
+    options = export_options(args)
     last_stage = []
 
     def progress(done, total, stage):

@@ -41,12 +41,21 @@ CONVENTIONS = {
 @dataclass
 class ExportOptions:
     """What to export. frame_range: (start, end, step) inclusive Blender frames, None for the scene's range;
-    camera: a camera object name used for every frame, "" for the scene camera (markers may switch it)."""
+    camera: a camera object name used for every frame, "" for the scene camera (markers may switch it);
+    blend_file: the .blend path recorded in the bundle ("" for an unsaved file), None for the open file (an export
+    of a saved copy names the artist's file, not the copy)."""
 
     include_renders: bool = True
     include_rgb_frames: bool = False
     frame_range: tuple | None = None
     camera: str = ""
+    blend_file: str | None = None
+
+    def blend_path(self):
+        """Absolute path of the shot's .blend, "" when it is unsaved."""
+        if self.blend_file is not None:
+            return self.blend_file
+        return bpy.path.abspath(bpy.data.filepath) if bpy.data.filepath else ""
 
 
 @dataclass
@@ -116,7 +125,7 @@ def _check_scene(scene, options, warnings):
             f"Output resolution is {width}x{height} px ({scene.render.resolution_x}x{scene.render.resolution_y} at "
             f"{scene.render.resolution_percentage} %); set Output Properties › Format › Resolution so both are >= 1 px."
         )
-    if not bpy.data.filepath:
+    if not options.blend_path():
         warnings.append("The .blend file is not saved: the bundle records no blend_file path. Save it to keep the link.")
     if options.camera:
         cam = scene.objects.get(options.camera)
@@ -229,7 +238,7 @@ def build_shot(scene, options=None, progress=None, is_cancelled=None):
     finally:
         scene.frame_set(saved_frame[0], subframe=saved_frame[1])
     arrays = _arrays(scene, frames, samples, rendered, warnings, metas)
-    meta = _meta(scene, frames, samples, metas, frame_files, renders, engine)
+    meta = _meta(scene, frames, samples, metas, frame_files, renders, engine, options.blend_path())
     tracker.stage("writing", 1)
     return meta, arrays, frame_files, warnings
 
@@ -291,7 +300,7 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     return arrays
 
 
-def _meta(scene, frames, samples, metas, frame_files, renders, engine):
+def _meta(scene, frames, samples, metas, frame_files, renders, engine, blend_file):
     render = scene.render
     width, height = render_size(render)
     unit_scale = scene.unit_settings.scale_length
@@ -301,7 +310,7 @@ def _meta(scene, frames, samples, metas, frame_files, renders, engine):
         "scene": scene.name,
         "camera": samples.camera_names[0],
         "cameras": list(samples.camera_names),
-        "blend_file": bpy.path.abspath(bpy.data.filepath) if bpy.data.filepath else "",
+        "blend_file": blend_file,
         "fps": render.fps / render.fps_base,
         "frame_start": int(frames[0]),
         "frame_end": int(frames[-1]),

@@ -42,7 +42,11 @@ def queue_jobs(context, scene, params_list: list[dict], settings) -> tuple[list,
                      takes_dir=folder, timeout=p.timeout, download_timeout=p.download_timeout,
                      poll_interval=p.poll_interval)
              for params in params_list]
-    jobs = session.manager.queue(specs, session.export_steps(scene, bundle, settings), bundle)
+    try:
+        export = session.background_export(scene, bundle, settings)
+    except RuntimeError as exc:  # the snapshot could not be written
+        raise ValueError(f"could not save a snapshot of the file for the export: {exc}") from exc
+    jobs = session.manager.queue(specs, export)
     return jobs, warning
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import bpy
 
 from .. import prefs, sequencer
 from ..client import BackendError, Client, is_loopback
-from ..export.exporter import ExportOptions, export_shot
+from ..export.background import background_export as export_process
+from ..export.exporter import ExportOptions
+from ..export.process import ExportProcess
 from ..jobs import Job, JobManager
 
 TICK_ACTIVE_S = 0.1
@@ -117,23 +118,11 @@ def _timer():
     return TICK_ACTIVE_S if busy or backend()["busy"] else TICK_IDLE_S
 
 
-def export_steps(scene, bundle: Path, settings) -> Iterator[float]:
-    """The shot export on the main thread (it reads bpy), in one slice after a first tick; writes ``bundle``.
-
-    The export itself is one blocking call: its progress drives Blender's cursor progress meanwhile.
-    """
-    yield 0.0
+def background_export(scene, bundle: Path, settings) -> ExportProcess:
+    """The shot export of ``scene`` to ``bundle`` in a child process (the main thread only saves a snapshot of the
+    file; the job manager starts the process and reads its progress). Raises RuntimeError when the snapshot fails."""
     frame_range = None if settings.use_scene_range else (settings.frame_start, settings.frame_end, scene.frame_step)
-    wm = bpy.context.window_manager
-    wm.progress_begin(0, 1)
-    try:
-        result = export_shot(bundle, scene=scene, options=ExportOptions(include_renders=True, frame_range=frame_range),
-                             progress=lambda done, total, stage: wm.progress_update(done / max(total, 1)))
-    finally:
-        wm.progress_end()
-    for warning in result.warnings:
-        print(f"TrajPlate export: {warning}")
-    yield 1.0
+    return export_process(scene, bundle, ExportOptions(include_renders=True, frame_range=frame_range))
 
 
 def register():

@@ -5,7 +5,7 @@ This module knows the container; :mod:`trajplate.shot` knows what the contents m
     shot.json      UTF-8 JSON, deflated
     arrays.npz     stored (not compressed twice); inside, every array a deflated (level 1) .npy member; see
                    docs/shot-bundle.md for the measurement behind this choice
-    frames/<name>  stored PNGs (already compressed): ``first_frame.png``, ``rgb/<frame:04d>.png``
+    frames/<name>  stored PNGs (already compressed): ``first_frame.png``, ``rgb/<index:04d>.png`` (1-based position)
 
 All entries carry the 1980-01-01 zip timestamp, so the same shot always gives the same bytes and bundle hash.
 """

@@ -82,8 +82,9 @@ _CV_FROM_BLENDER = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes -> Ope
 _POSE_TOL = 1e-5  # Blender evaluates matrices in float32; exporters' float64 maths must agree to this
 
 
-def _rgb_name(frame: int) -> str:
-    return f"rgb/{frame:04d}.png"
+def _rgb_name(index: int) -> str:
+    """Per-frame render name: 1-based position in the exported frame list (frame numbers may be negative)."""
+    return f"rgb/{index:04d}.png"
 
 
 FIRST_FRAME_NAME = "first_frame.png"
@@ -172,7 +173,7 @@ class ShotMeta(_Model):
     location_prompt: str = ""
     conventions: dict[str, str] = Field(default_factory=dict, description="human-readable statement of conventions")
     frames: list[str] = Field(
-        default_factory=list, description="files under frames/: 'first_frame.png', 'rgb/<frame:04d>.png'"
+        default_factory=list, description="files under frames/: 'first_frame.png', 'rgb/<index:04d>.png' (1-based position)"
     )
     renders: Renders
 
@@ -199,7 +200,7 @@ class ShotMeta(_Model):
         ids = [entity.id for entity in self.entities]
         if ids != list(range(1, len(ids) + 1)):
             raise ValueError(f"entities ids are {ids}; expected 1..N in array order ({list(range(1, len(ids) + 1))})")
-        known = {FIRST_FRAME_NAME, *(_rgb_name(f) for f in frames)}
+        known = {FIRST_FRAME_NAME, *(_rgb_name(i + 1) for i in range(len(frames)))}
         if len(set(self.frames)) != len(self.frames):
             raise ValueError("frames lists a file more than once")
         for name in self.frames:
@@ -207,7 +208,7 @@ class ShotMeta(_Model):
             if name not in known and not self.newer_minor:
                 raise ValueError(
                     f"frames: unknown file {name!r}; format {FORMAT_VERSION} has '{FIRST_FRAME_NAME}' and "
-                    f"'rgb/<frame:04d>.png' for every exported frame"
+                    f"'rgb/<index:04d>.png' (1-based) for every exported frame"
                 )
         rgb = [name for name in self.frames if name.startswith("rgb/")]
         if rgb and len(rgb) != self.frame_count:
@@ -367,7 +368,7 @@ class Shot:
             except ValidationError as exc:
                 raise _meta_error(exc, "meta") from exc
         names = [FIRST_FRAME_NAME] if first_frame is not None else []
-        names += [_rgb_name(f) for f in meta.frame_numbers()] if rgb_frames is not None else []
+        names += [_rgb_name(i + 1) for i in range(meta.frame_count)] if rgb_frames is not None else []
         meta = meta.model_copy(update={"frames": names})
         unknown = sorted(set(arrays) - set(ARRAY_SPECS))
         if unknown:
@@ -570,8 +571,8 @@ def load_shot(
     if any(name.startswith("rgb/") for name in listed):
         rgb_frames = np.stack(
             [
-                decode_png(raw.frame_bytes(_rgb_name(f)), width, height, f"frames/{_rgb_name(f)}")
-                for f in meta.frame_numbers()
+                decode_png(raw.frame_bytes(_rgb_name(i + 1)), width, height, f"frames/{_rgb_name(i + 1)}")
+                for i in range(meta.frame_count)
             ]
         )
     return Shot(
@@ -589,8 +590,8 @@ def save_shot(shot: Shot, path: str | os.PathLike) -> Path:
     if shot.first_frame is not None:
         frames[FIRST_FRAME_NAME] = encode_png(shot.first_frame)
     if shot.rgb_frames is not None:
-        for frame, image in zip(shot.meta.frame_numbers(), shot.rgb_frames, strict=True):
-            frames[_rgb_name(frame)] = encode_png(image)
+        for index, image in enumerate(shot.rgb_frames, start=1):
+            frames[_rgb_name(index)] = encode_png(image)
     meta = shot.meta.model_copy(update={"frames": list(frames)})
     return write_bundle_file(path, meta.model_dump_json(indent=1).encode(), shot.arrays(), frames)
 

@@ -19,8 +19,8 @@ from addon.bundle import BundleWriteError, write_bundle
 def _frames(meta: dict, arrays: dict, first_frame: np.ndarray, rgb: bool) -> dict[str, bytes]:
     frames = {"first_frame.png": png(first_frame)}
     if rgb:
-        for index, number in enumerate(arrays["frame_numbers"]):
-            frames[f"rgb/{number:04d}.png"] = png(np.roll(first_frame, 3 * index, axis=1))
+        for index in range(len(arrays["frame_numbers"])):
+            frames[f"rgb/{index + 1:04d}.png"] = png(np.roll(first_frame, 3 * index, axis=1))
     return frames
 
 
