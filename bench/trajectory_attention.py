@@ -99,7 +99,9 @@ def with_branch(stock_unet: UNetSpatioTemporalConditionModel) -> TrajectoryAtten
     param = next(stock_unet.parameters())
     with torch.device(param.device):
         torch.manual_seed(1)
-        unet = TrajectoryAttentionUNet.from_config(stock_unet.config).to(param.dtype)
+        unet = TrajectoryAttentionUNet.from_config(stock_unet.config)
+    if param.dtype != torch.float32:
+        unet = unet.to(param.dtype)
     unet.load_state_dict(stock_unet.state_dict(), strict=False)
     return unet.eval()
 

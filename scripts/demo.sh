@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The main job: a real Blender scene -> shot bundle -> plate (MP4) under out/.
+# Uses the pipeline's real weights when they are in the Hugging Face cache (`trajplate download magicmotion`);
+# otherwise tiny random weights, and the run says so loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 mkdir -p out
 SCENE=${1:-../shared/scenes/03_all_animations.blend}
+PIPELINE=${2:-magicmotion}
 python scripts/export_shot.py "$SCENE" -o out/shot.zip
+trajplate pipelines
+trajplate run out/shot.zip --pipeline "$PIPELINE" -o out/plate.mp4
+echo "plate: out/plate.mp4 (provenance: out/plate.json)"

@@ -34,7 +34,7 @@ def command(blend, bundle, scene_name, options):
     if binary:
         prefix = [binary, "--background", "--python-exit-code", "1", "--python", *script, "--"]
     else:
-        prefix = [sys.executable, *script]
+        prefix = [sys.executable, "-P", *script]  # -P: not the script's folder on sys.path (its operator.py)
     # "--name=value": values (scene names, paths) may start with "-".
     args = [str(blend), f"--output={bundle}", f"--scene={scene_name}", f"--blend-file={options.blend_path()}"]
     if not bpy.app.autoexec_fail:

@@ -19,7 +19,7 @@ from . import props
 from .camera import check_perspective, intrinsics, render_size, rigid, w2c_opencv
 from .entities import auto_candidates, entity_meta, explicit_entities, marked_entities
 from .errors import ExportCancelled, ExportError
-from .geometry import project, quaternions_wxyz, tight_boxes, transform
+from .geometry import project, quaternions_wxyz, rigid_boxes, tight_boxes, transform
 from .renders import render_beauty, render_data_passes
 from .sampling import find_moving, sample
 
@@ -173,8 +173,8 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
         world = samples.entity_world[:, j]
         box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
         if not geo.deforms:
-            cam = transform(w2c_bu @ world, geo.vertices)
-            box_2d[:, j], valid[:, j] = tight_boxes(cam, K, width, height, samples.clip_start, geo.edges)
+            box_2d[:, j], valid[:, j] = rigid_boxes(w2c_bu @ world, geo.vertices, K, width, height,
+                                                    samples.clip_start, geo.edges)
             continue
         for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
             cam = transform(w2c_bu[f], transform(world[f], verts))[None]

@@ -64,6 +64,32 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     return boxes, valid
 
 
+def rigid_boxes(obj_to_cam, vertices, K, width, height, near, edges=None):
+    """:func:`tight_boxes` of rigid geometry at every frame at once.
+
+    obj_to_cam: (F, 4, 4) float64 object-to-OpenCV-camera matrices; vertices: (V, 3) float64 local vertices;
+    K (F, 3, 3); near: scalar or (F,); edges as in :func:`tight_boxes`. Returns the same boxes (F, 4) and valid (F,)
+    bool, bit for bit: when every vertex is in front of the near plane (the common case) the box corners are
+    ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so that is the min and max of the projections) from one
+    matrix product over all frames, instead of projecting every vertex into an (F, V, 2) array.
+    """
+    n_frames = len(obj_to_cam)
+    near = np.broadcast_to(np.asarray(near, dtype=np.float64), (n_frames,))
+    homogeneous = np.concatenate([vertices.T, np.ones((1, len(vertices)))])  # (4, V)
+    x, y, z = (obj_to_cam[:, :3].reshape(-1, 4) @ homogeneous).reshape(n_frames, 3, -1).transpose(1, 0, 2)
+    if len(vertices) == 0 or (z.min(axis=1) <= near).any():
+        return tight_boxes(np.stack([x, y, z], axis=-1), K, width, height, near, edges)
+    rx, ry = x / z, y / z
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    lo = np.stack([fx * rx.min(axis=1) + cx, fy * ry.min(axis=1) + cy], axis=1)
+    hi = np.stack([fx * rx.max(axis=1) + cx, fy * ry.max(axis=1) + cy], axis=1)
+    limit = np.array([width, height], dtype=np.float64)
+    lo = np.clip(lo, 0.0, limit)
+    hi = np.clip(hi, 0.0, limit)
+    valid = (hi > lo).all(axis=1)
+    return np.where(valid[:, None], np.concatenate([lo, hi], axis=1), 0.0), valid
+
+
 def quaternions_wxyz(rot):
     """Unit quaternions (w, x, y, z) of proper rotation matrices: (F, ..., 3, 3) float64 -> (F, ..., 4) float64.
 
@@ -85,8 +111,10 @@ def quaternions_wxyz(rot):
     diag = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
     best = np.take_along_axis(cands, diag.argmax(-1)[..., None, None], -2)[..., 0, :]
     q = best / np.linalg.norm(best, axis=-1, keepdims=True)
-    q = np.where(q[:1, ..., :1] < 0, -q, q) if len(q) else q
-    for f in range(1, len(q)):
-        flip = (q[f] * q[f - 1]).sum(-1) < 0
-        q[f][flip] *= -1
-    return q
+    if not len(q):
+        return q
+    # Flip frame f when its dot with frame f-1 (after that one's own flip) is negative: the running product of the
+    # signs of the raw dots, with frame 0 signed so that w >= 0.
+    sign = np.where((q[1:] * q[:-1]).sum(-1) < 0, -1.0, 1.0)
+    sign = np.cumprod(np.concatenate([np.where(q[:1, ..., 0] < 0, -1.0, 1.0), sign]), axis=0)
+    return q * sign[..., None]

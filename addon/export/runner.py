@@ -38,7 +38,7 @@ def main(argv):
     add_export_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        bpy.ops.wm.open_mainfile(filepath=args.blend, load_ui=False, use_scripts_auto_execute=args.autoexec)
+        bpy.ops.wm.open_mainfile(filepath=args.blend, load_ui=False, use_scripts=args.autoexec)
     except RuntimeError as exc:
         emit(error=f"Could not open the scene snapshot '{args.blend}': {exc}")
         return 1

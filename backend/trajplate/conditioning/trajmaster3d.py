@@ -136,8 +136,8 @@ def _select_entities(shot: Shot, entity_ids: list[int] | None) -> list[int]:
     ids = list(entity_ids) if entity_ids is not None else [e.id for e in shot.meta.entities]
     if not ids:
         raise PipelineInputError(
-            "entities: the shot has no entities; 3DTrajMaster drives 1 to 3 keyframed entities (add them to the "
-            "TrajPlate collection)"
+            "entities: none to drive; 3DTrajMaster drives 1 to 3 keyframed entities (add them to the TrajPlate "
+            "collection, or list their ids in options.entities)"
         )
     unknown = [i for i in ids if not 1 <= i <= shot.num_entities]
     if unknown or len(set(ids)) != len(ids):

@@ -88,13 +88,14 @@ def load_pipeline(base_dir: Path, adapter_dir: Path, *, scheduler: str = "DDIMSc
     )
 
 
-def tiny_transformer(*, num_layers: int = 2, sample_height: int = 48, sample_width: int = 84, seed: int = 0
-                     ) -> TrajectoryCrafterTransformer3DModel:
+def tiny_transformer(*, num_layers: int = 2, sample_height: int = 48, sample_width: int = 84, sample_frames: int = 49,
+                     seed: int = 0) -> TrajectoryCrafterTransformer3DModel:
     """A tiny Ref-DiT matching the tiny T5 and VAE (4 latent channels: in_channels 4 + 1 + 4 = 9), random weights
     with non-zero Perceivers so they have an effect."""
     torch.manual_seed(seed)
     config = tiny_cogvideox_transformer_config(
         in_channels=9, out_channels=4, num_layers=num_layers, sample_height=sample_height, sample_width=sample_width,
+        sample_frames=sample_frames,
     )
     model = TrajectoryCrafterTransformer3DModel(
         **config, is_train_cross=True, cross_attn_in_channels=4, cross_attn_interval=2, cross_attn_dim_head=16,
@@ -103,8 +104,10 @@ def tiny_transformer(*, num_layers: int = 2, sample_height: int = 48, sample_wid
     return model.eval()
 
 
-def save_tiny_weights(root: Path, *, num_layers: int = 2, seed: int = 0) -> None:
-    """``root/base`` (tiny T5, VAE, CogVideoX-Fun's DDIM scheduler config, model_index.json), ``root/adapter`` (the
+def save_tiny_weights(root: Path, *, num_layers: int = 2, sample_height: int = 48, sample_width: int = 84,
+                      sample_frames: int = 49, seed: int = 0) -> None:
+    """``sample_*``: latent height/width and pixel frames of the native size (default 384×672×49; smaller ones let
+    tests run the same code fast). ``root/base`` (tiny T5, VAE, CogVideoX-Fun's DDIM scheduler config, model_index.json), ``root/adapter`` (the
     tiny transformer at the folder root, sharded with an index, ``_class_name`` as the authors') and ``root/depth``."""
     from .depth import save_tiny_depth_model
 
@@ -124,7 +127,8 @@ def save_tiny_weights(root: Path, *, num_layers: int = 2, seed: int = 0) -> None
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "transformer": [None, None],
         "vae": ["diffusers", "AutoencoderKLCogVideoX"],
     }, indent=2))
-    transformer = tiny_transformer(num_layers=num_layers, seed=seed + 1)
+    transformer = tiny_transformer(num_layers=num_layers, sample_height=sample_height, sample_width=sample_width,
+                                   sample_frames=sample_frames, seed=seed + 1)
     transformer.save_pretrained(adapter, max_shard_size="200KB")
     config_file = adapter / "config.json"
     config = json.loads(config_file.read_text())

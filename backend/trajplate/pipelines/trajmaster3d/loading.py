@@ -176,7 +176,8 @@ def save_tiny_weights(
 
     torch.manual_seed(seed + 1)
     injector = TrajMasterTransformer3DModel(**stock.config).eval()
-    injector.load_state_dict(stock.state_dict(), strict=False)
+    loaded = injector.load_state_dict(stock.state_dict(), strict=False)
+    assert not loaded.unexpected_keys, loaded.unexpected_keys  # only the injector tensors may be left to fill
     for index in injector.injector_blocks:
         block = injector.transformer_blocks[index]
         block.attn_injector.load_state_dict(block.attn1.state_dict())  # the authors' init: a copy of attn1
