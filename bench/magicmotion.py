@@ -58,11 +58,13 @@ PROMPT = "a green cone, a red block and a blue ball glide across a chequered flo
 
 
 def _random_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Fill every parameter in place with N(0, 0.02) (timing does not depend on the values)."""
+    """Fill every parameter and buffer in place with N(0, 0.02) (timing does not depend on the values; ``to_empty``
+    leaves buffers such as the learned positional embedding uninitialised)."""
     g = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
     with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.02, generator=g)
+        for p in (*module.parameters(), *module.buffers()):
+            if p.is_floating_point():
+                p.normal_(0.0, 0.02, generator=g)
     return module
 
 
@@ -145,7 +147,7 @@ def run(pipe, label: str, steps: int, parts: Parts, mode: str, with_maps: bool) 
         torch.cuda.reset_peak_memory_stats()
     kwargs = dict(image=image, prompt=PROMPT, height=height, width=width, num_frames=frames, num_inference_steps=steps,
                   guidance_scale=6.0, generator=torch.Generator().manual_seed(0), callback_on_step_end=on_step,
-                  output_type="np")
+                  output_type="np", max_sequence_length=parts.config["max_text_seq_length"])
     if with_maps:
         kwargs["trajectory_maps"] = maps
     start = time.perf_counter()

@@ -169,11 +169,12 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     box_2d = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
     box_3d = np.zeros((n_frames, n_ent, 8, 3))
+    obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
     for j, geo in enumerate(samples.geometry):
         world = samples.entity_world[:, j]
         box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
         if not geo.deforms:
-            box_2d[:, j], valid[:, j] = rigid_boxes(w2c_bu @ world, geo.vertices, K, width, height,
+            box_2d[:, j], valid[:, j] = rigid_boxes(obj_to_cam[:, j], geo.vertices, K, width, height,
                                                     samples.clip_start, geo.edges)
             continue
         for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
@@ -250,20 +251,22 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     fps = render.fps / render.fps_base
     K = intrinsics(samples.lens, samples.sensor_width, samples.sensor_height, samples.sensor_fit, samples.shift_x,
                    samples.shift_y, width, height, (render.pixel_aspect_x, render.pixel_aspect_y))
-    c2w_bu = rigid(samples.camera_world)
-    c2w = c2w_bu.copy()
-    c2w[:, :3, 3] *= unit_scale
+    # One vectorised polar decomposition for the camera and every entity, (F, 1 + N, 4, 4), in Blender units;
+    # rigid() keeps translations as they are, so scaling them afterwards gives the same numbers as before.
+    poses = rigid(np.concatenate([samples.camera_world[:, None], samples.entity_world], axis=1))
+    w2c_bu = w2c_opencv(poses[:, 0])
+    poses[..., :3, 3] *= unit_scale
+    c2w, pose = poses[:, 0], poses[:, 1:]
     w2c = w2c_opencv(c2w)
     world = samples.entity_world.copy()
     world[..., :3, 3] *= unit_scale
-    pose = rigid(world)
     cam_pose = w2c[:, None] @ pose
     origin = cam_pose[..., :3, 3]
     track_2d = project(K[:, None], origin[..., None, :])[..., 0, :]
     track_depth = origin[..., 2]
     in_frame = ((track_depth > 0) & (track_2d[..., 0] >= 0) & (track_2d[..., 0] < width)
                 & (track_2d[..., 1] >= 0) & (track_2d[..., 1] < height))
-    box_2d, box_valid, box_3d = _boxes(samples, w2c_opencv(c2w_bu), K, width, height, unit_scale)
+    box_2d, box_valid, box_3d = _boxes(samples, w2c_bu, K, width, height, unit_scale)
     arrays = {
         "frame_numbers": frames.astype(np.int32),
         "time_s": (frames - frames[0]).astype(np.float64) / fps,

@@ -54,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = ServerConfig(host=args.host, port=args.port, executor=args.executor,
                           max_upload_bytes=int(args.max_upload_mb * MB), max_queue=args.max_queue,
-                          allow_tiny=not args.no_tiny, allowed_origins=tuple(args.allow_origin))
+                          allow_tiny=not args.no_tiny, allowed_origins=tuple(args.allow_origin),
+                          accept_research_licences=args.accept_research_licences)
     if args.token:
         config.token = args.token
     if args.data_dir:
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--memory-budget-gb", type=float, help="resident pipelines per worker (default 90%% of GPU)")
     serve.add_argument("--allow-origin", action="append", default=[], help="browser origin allowed on loopback")
     serve.add_argument("--no-tiny", action="store_true", help="fail jobs whose real weights are missing")
+    serve.add_argument("--accept-research-licences", action="store_true",
+                       help="run pipelines whose weights are licensed for research only (refused with 403 otherwise)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
+from diffusers.hooks import apply_group_offloading
 
 from trajplate.conditioning import magicmotion as cond
 from trajplate.params import GenerateParams
@@ -326,6 +327,17 @@ def test_same_seed_same_video_and_cancel_stops_before_decoding(pipe_small, small
     assert seen == ["conditioning", "denoising"]
 
 
+def test_lock_step_runs_under_block_level_group_offloading(preset, tiny_small, pipe_small, small_shot):
+    """Group-offloading hooks sit on every block; the lazy ControlNet must still run its blocks through them."""
+    p = params()
+    reference = pipe_small.generate(pipe_small.prepare(small_shot, p), p, lambda *e: None).frames
+    hooked = PIPELINE.load(preset, tiny_small / "base", tiny_small / "adapter")
+    for module in (hooked.pipe.transformer, hooked.pipe.controlnet):  # CPU -> CPU: the hooks run, no streams
+        apply_group_offloading(module, onload_device=torch.device("cpu"), offload_type="block_level",
+                               num_blocks_per_group=1)
+    assert np.array_equal(hooked.generate(hooked.prepare(small_shot, p), p, lambda *e: None).frames, reference)
+
+
 def test_options_variants_and_memory_modes_are_checked(preset, tiny_small, pipe_small, small_shot):
     with pytest.raises(PipelineInputError, match="options.key_fram: Extra inputs"):
         pipe_small.prepare(small_shot, params(options={"key_fram": [3]}))
@@ -344,6 +356,7 @@ def test_options_variants_and_memory_modes_are_checked(preset, tiny_small, pipe_
     assert sparse.resident_bytes() > 0
 
 
+@pytest.mark.slow  # the one native-size run: the tiny VAE alone takes ~1 min at 49×480×720 on 2 cores
 def test_native_size_run_from_the_real_bundle(preset, tmp_path_factory, native_shot):
     root = tmp_path_factory.mktemp("magicmotion-native")
     PIPELINE.build_tiny(root)

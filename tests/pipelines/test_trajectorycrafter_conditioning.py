@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from trajplate.conditioning import trajectorycrafter as tc
 from trajplate.pipelines.base import PipelineInputError
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 from safetensors.torch import load_file, save_file
-
 from trajplate.pipelines.trajectorycrafter.loading import (
     AUTHORS_CLASS_NAME,
     check_transformer_keys,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-
 from conftest import build_bundle
 from trajplate.params import GenerateParams
 from trajplate.pipelines.base import Cancelled, PipelineInputError
@@ -76,7 +77,7 @@ def test_bad_options_and_modes_are_named(small, small_rgb_bundle):
     with pytest.raises(PipelineInputError, match="source_video"):
         small.prepare(shot, _params(options={"target_pose": [0, 1, 0, 0, 0], "source_video": "/nonexistent.mp4"}))
     with pytest.raises(PipelineInputError, match="memory_mode"):
-        PIPELINE.load(PRESET, small.pipe and "x", "y", memory_mode="bogus")
+        PIPELINE.load(PRESET, Path("x"), Path("y"), memory_mode="bogus")
 
 
 def test_exact_target_cameras_from_the_shot(small, small_rgb_bundle):

@@ -161,6 +161,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post(
         "/v1/jobs", status_code=201, response_model=JobView, tags=["jobs"],
         responses={200: {"model": JobView, "description": "the job already submitted with this client_job_id"},
+                   403: {"description": "research-only pipeline; start the server with --accept-research-licences"},
                    409: {"description": "client_job_id reused with a different bundle or params"},
                    413: {"description": "bundle larger than the upload limit"},
                    422: {"description": "invalid bundle or params; the message names the field"},
@@ -182,6 +183,11 @@ def create_app(config: ServerConfig) -> FastAPI:
             return _error(exc.status, str(exc))
         try:
             params = parse_params(upload.fields.get("params"))
+            licence = all_presets()[params.pipeline].licence
+            if licence.research_only and not config.accept_research_licences:
+                return _error(403, f"params.pipeline: {params.pipeline!r} is licensed for research only "
+                                   f"({licence.adapter}). Fix: the server operator accepts that licence by starting "
+                                   "`trajplate serve --accept-research-licences`")
             client_job_id = parse_client_job_id(upload.fields.get("client_job_id"))
             priority = parse_priority(upload.fields.get("priority"))
             if client_job_id is not None:

@@ -49,6 +49,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     devices: list[str] | None = None
     memory_budget_bytes: int | None = None
+    accept_research_licences: bool = False  # presets with licence.research_only run only when this is set
 
     def validate(self) -> ServerConfig:
         """Raise :class:`ConfigError` for a non-loopback bind without a token or for nonsense limits."""

@@ -15,6 +15,7 @@ import diffusers
 import numpy as np
 import PIL.Image
 import torch
+from diffusers.hooks import apply_group_offloading
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...conditioning import magicmotion as cond
@@ -244,9 +245,14 @@ def _apply_memory_mode(pipe: MagicMotionPipeline, mode: MemoryMode, device: torc
     elif mode == "model_offload":
         pipe.enable_model_cpu_offload(device=device)
     elif mode == "group_offload":
-        # Block-level with CUDA streams: the next block uploads while the current one runs. The small VAE stays put.
-        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                  num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
+        # Block level, one block per group; the small VAE stays on the GPU. T5 and the transformer use CUDA streams
+        # (the next block uploads while the current one runs). The ControlNet cannot: diffusers learns the prefetch
+        # order from the blocks run inside one top-level call, and in lock-step its blocks run after that call
+        # returns, so it onloads each block when it runs.
+        for module, stream in ((pipe.text_encoder, True), (pipe.transformer, True), (pipe.controlnet, False)):
+            apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
+                                   offload_type="block_level", num_blocks_per_group=1, use_stream=stream)
+        pipe.vae.to(device)
     else:
         pipe.enable_sequential_cpu_offload(device=device)
     return mode
