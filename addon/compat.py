@@ -16,8 +16,10 @@ def set_image_format(image_settings, file_format, set_attr):
 
     5.0 added ``media_type`` ('IMAGE', 'MULTI_LAYER_IMAGE', 'VIDEO'), which must be chosen before a format of that
     kind is accepted; 4.2 and 4.5 have no such property. ``set_attr`` lets the caller record the old values.
+    Setting ``media_type`` also switches ``file_format`` in 5.0, so the file format is recorded first (set to itself).
     """
     if hasattr(image_settings, "media_type"):
+        set_attr(image_settings, "file_format", image_settings.file_format)
         media = "MULTI_LAYER_IMAGE" if file_format == "OPEN_EXR_MULTILAYER" else "IMAGE"
         set_attr(image_settings, "media_type", media)
     set_attr(image_settings, "file_format", file_format)

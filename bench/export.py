@@ -1,16 +1,19 @@
 """Cost of the shot export against bare Blender work on the same frames (standard shot: 3 entities, 49 frames, 720×480).
 
-    python bench/export.py [--frames 49] [--width 720 --height 480] [--repeat 5] [--skip-renders]
+    python bench/export.py [--frames 49] [--width 720 --height 480] [--repeat 15] [--skip-renders]
 
 Prints absolute seconds and ratios, all measured in this process:
 - numeric export (frame loop + every array, visibility from renders) / a bare ``frame_set`` loop      goal <= 2.0
 - numeric export with renders off (visibility by ray casts) / the same bare loop                       (reported)
 - depth + mask renders (incl. reading the EXRs) / a bare Cycles 1-sample animation render, same passes goal <= 1.3
-Timings of the numeric part take the best of ``--repeat`` runs (the machine is shared).
+The bare loop is the honest baseline: the same scene, the same frames, ``scene.frame_set`` only. The numeric runs
+and the bare loop alternate, ``--repeat`` times each, so both see the same machine load (the CPU is shared); the
+best and the median of each are printed, with ratios of bests and of medians.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,13 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
-def best(fn, repeat):
-    times = []
+def interleaved(fns, repeat):
+    """{name: [seconds] * repeat}, running the functions of ``fns`` ({name: fn}) in turn, ``repeat`` rounds."""
+    times = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bare_render(scene, view_layer, frames, tmp):
@@ -59,7 +64,7 @@ def main():
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--width", type=int, default=720)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--skip-renders", action="store_true")
     args = parser.parse_args()
 
@@ -102,12 +107,19 @@ def main():
             _arrays(scene, frames, samples, rendered, [], [{"name": o.name} for o in entities])
 
         bare_loop()  # warm the depsgraph
-        t_loop = best(bare_loop, args.repeat)
-        t_numeric = best(numeric, args.repeat)
-        t_raycast = best(lambda: build_shot(scene, ExportOptions(include_renders=False)), args.repeat)
-    print(f"bare frame_set loop            {t_loop:8.4f} s")
-    print(f"numeric export (renders on)    {t_numeric:8.4f} s   ratio {t_numeric / t_loop:5.2f}  (goal <= 2.0)")
-    print(f"numeric export (ray casts)     {t_raycast:8.4f} s   ratio {t_raycast / t_loop:5.2f}")
+        times = interleaved({
+            "loop": bare_loop,
+            "numeric": numeric,
+            "raycast": lambda: build_shot(scene, ExportOptions(include_renders=False)),
+        }, args.repeat)
+    best = {name: min(t) for name, t in times.items()}
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{args.repeat} interleaved runs each; seconds as best / median")
+    print(f"bare frame_set loop            {best['loop']:8.4f} / {median['loop']:8.4f} s")
+    for name, label, goal in [("numeric", "numeric export (renders on) ", "  (goal <= 2.0)"),
+                              ("raycast", "numeric export (ray casts)  ", "")]:
+        print(f"{label}   {best[name]:8.4f} / {median[name]:8.4f} s   ratio {best[name] / best['loop']:5.2f} / "
+              f"{median[name] / median['loop']:5.2f}{goal}")
     if not args.skip_renders:
         print(f"bare Cycles 1-spp render       {t_bare:8.4f} s")
         print(f"depth + mask renders (ours)    {t_ours:8.4f} s   ratio {t_ours / t_bare:5.2f}  (goal <= 1.3)")

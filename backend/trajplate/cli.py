@@ -237,6 +237,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_posetraj_train(args: argparse.Namespace) -> int:
+    from .pipelines.posetraj.loading import ControlNetFormatError
+    from .pipelines.posetraj.train import TrainOptions, train
+
+    try:
+        options = TrainOptions(
+            steps=args.steps, lr=args.lr, grad_accum=args.grad_accum, batch=args.batch,
+            mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
+            resume=args.resume, checkpointing_steps=args.checkpointing_steps, size=(args.width, args.height),
+            camera=args.camera, seed=args.seed, workers=args.workers)
+        result = train(args.data_dir, args.base, args.out, options, init=args.controlnet)
+    except (ValueError, FileNotFoundError, ControlNetFormatError) as exc:
+        print(f"trajplate posetraj-train: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.controlnet_dir} (steps {result.start_step + 1}..{options.steps}); use it as the posetraj "
+          "adapter folder")
+    return 0
+
+
+def _add_posetraj_parsers(sub) -> None:
+    p = sub.add_parser("posetraj-train", help="fine-tune a PoseTraj Traj-ControlNet on SVD (diffusers + accelerate)")
+    p.add_argument("data_dir", type=Path, help="clips of `trajplate posetraj-data` (<clip>/shot.zip + video.mp4)")
+    p.add_argument("--base", type=Path, required=True, help="SVD img2vid diffusers folder (model_index.json)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint-<step>/ folders and the final controlnet/")
+    p.add_argument("--controlnet", type=Path, help="ControlNet folder to start from (default: copy of the UNet)")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps in total (a resumed run continues)")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--grad-accum", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from the latest OUT/checkpoint-<step>")
+    p.add_argument("--checkpointing-steps", type=int, default=500)
+    p.add_argument("--width", type=int, default=576)
+    p.add_argument("--height", type=int, default=320)
+    p.add_argument("--camera", action="store_true", help="train the camera variant (cc_projection)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.set_defaults(func=cmd_posetraj_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trajplate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .score.cli import add_parser as add_score_parser
 
     add_score_parser(sub)
+    _add_posetraj_parsers(sub)
     return parser
 
 

@@ -6,9 +6,9 @@ cancel mid-job reaches the server; errors (backend down, 4xx) become one line an
 
 from __future__ import annotations
 
-import av
 import pytest
 
+av = pytest.importorskip("av", reason="the loop tests need the backend environment (PyAV, trajplate)")
 pytest_plugins = ["fixtures_loop"]
 
 

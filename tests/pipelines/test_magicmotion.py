@@ -10,11 +10,11 @@ import argparse
 import shutil
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
-from diffusers import CogVideoXTransformer3DModel
+from diffusers import CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 from diffusers.hooks import apply_group_offloading
-
 from trajplate.conditioning import magicmotion as cond
 from trajplate.params import GenerateParams
 from trajplate.pipelines.base import Cancelled, PipelineInputError
@@ -25,6 +25,7 @@ from trajplate.pipelines.magicmotion.models import (
     SemanticFPNHead,
     TrajectoryControlNet,
 )
+from trajplate.pipelines.magicmotion.pipeline import MagicMotionPipeline
 from trajplate.pipelines.magicmotion.tiny import HEADS, STAGES
 from trajplate.presets import get_preset
 from trajplate.shot import Shot, load_shot
@@ -174,6 +175,30 @@ def test_zero_projections_leave_the_base_transformer_bit_exact_and_trained_ones_
                 controlnet_states=trained(latents, traj, text, t, image_rotary_emb=rope))[0]
     assert not torch.equal(half, steered) and not torch.equal(half, reference)
     assert isinstance(ours, MagicMotionTransformer3DModel)
+
+
+@torch.no_grad()
+def test_with_zero_projections_the_whole_sampler_equals_stock_diffusers_i2v(pipe_small, small_shot):
+    """Deterministic DDIM (no scheduler noise): a zero ControlNet must give stock CogVideoXImageToVideoPipeline's
+    video bit for bit — prompt encoding, image latents, CFG, RoPE, stepping and decoding all match."""
+    ours = pipe_small.pipe
+    stock_transformer = CogVideoXTransformer3DModel.from_config(ours.transformer.config).eval()
+    stock_transformer.load_state_dict(ours.transformer.state_dict())
+    ddim = CogVideoXDDIMScheduler.from_config(ours.scheduler.config)
+    zero = TrajectoryControlNet.from_transformer_config(ours.transformer.config).eval()
+    parts = dict(tokenizer=ours.tokenizer, text_encoder=ours.text_encoder, vae=ours.vae)
+    c = pipe_small.prepare(small_shot, params()).conditioning
+    image = PIL.Image.fromarray(c.first_frame)
+    common = dict(image=image, prompt="a red car", num_inference_steps=2, guidance_scale=6.0, output_type="np",
+                  max_sequence_length=ours.transformer.config.max_text_seq_length)
+    stock = CogVideoXImageToVideoPipeline(**parts, transformer=stock_transformer, scheduler=ddim)
+    stock.set_progress_bar_config(disable=True)
+    expected = stock(**common, generator=torch.Generator().manual_seed(3)).frames[0]
+    mm = MagicMotionPipeline(**parts, transformer=ours.transformer, controlnet=zero, scheduler=ddim)
+    mm.set_progress_bar_config(disable=True)
+    got = mm(**common, trajectory_maps=[PIL.Image.fromarray(f) for f in c.trajectory_map],
+             generator=torch.Generator().manual_seed(3))
+    assert np.array_equal(got, expected)
 
 
 # --- conditioning on the real export (720×480, 49 frames: the native size, so no resampling) ------------------------

@@ -103,6 +103,7 @@ def native_take(tmp_path_factory, shot_bundle):
     return shot, inputs, pipe.generate(inputs, params, lambda *a: None)
 
 
+@pytest.mark.slow  # the one native-size run: ≈ 3 min of CPU, mostly the tiny VAE at 49×384×672
 def test_native_run_from_a_take_gives_49_frames(native_take):
     shot, inputs, video = native_take
     assert video.frames.shape == (49, 384, 672, 3) and video.fps == 10.0
