@@ -19,7 +19,8 @@ from trajplate.conditioning import magicmotion as cond
 from trajplate.params import GenerateParams
 from trajplate.pipelines.base import Cancelled, PipelineInputError
 from trajplate.pipelines.magicmotion import PIPELINE
-from trajplate.pipelines.magicmotion.checkpoint import CheckpointError, convert_checkpoint, read_state_dict
+from trajplate.pipelines.magicmotion.checkpoint import CheckpointError, read_state_dict
+from trajplate.pipelines.magicmotion.checkpoint import main as convert_main
 from trajplate.pipelines.magicmotion.models import (
     MagicMotionTransformer3DModel,
     SemanticFPNHead,
@@ -115,8 +116,8 @@ def test_pickles_with_objects_are_refused_until_converted_once(tiny_small, tmp_p
     torch.save({"state_dict": state, "args": argparse.Namespace(lr=1e-5)}, path)  # training args ride along
     with pytest.raises(CheckpointError, match="trust-pickle"):
         read_state_dict(path)
-    out = convert_checkpoint(path, trust_pickle=True)
-    assert out.name == "mask.safetensors"
+    convert_main([str(tmp_path), "--trust-pickle"])  # python -m trajplate.pipelines.magicmotion.checkpoint ...
+    assert (tmp_path / "stage1" / "mask.safetensors").is_file()
     converted = read_state_dict(path)  # now served from the safetensors file, no pickle involved
     assert converted.keys() == state.keys() and all(torch.equal(converted[k], state[k]) for k in state)
 
@@ -189,7 +190,9 @@ def test_with_zero_projections_the_whole_sampler_equals_stock_diffusers_i2v(pipe
     parts = dict(tokenizer=ours.tokenizer, text_encoder=ours.text_encoder, vae=ours.vae)
     c = pipe_small.prepare(small_shot, params()).conditioning
     image = PIL.Image.fromarray(c.first_frame)
+    frames, height, width = pipe_small.native_size
     common = dict(image=image, prompt="a red car", num_inference_steps=2, guidance_scale=6.0, output_type="np",
+                  num_frames=frames, height=height, width=width,
                   max_sequence_length=ours.transformer.config.max_text_seq_length)
     stock = CogVideoXImageToVideoPipeline(**parts, transformer=stock_transformer, scheduler=ddim)
     stock.set_progress_bar_config(disable=True)
