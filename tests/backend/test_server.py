@@ -6,7 +6,6 @@ One server (embedded executor, one CPU worker, the test pipeline ``test-loop`` p
 import hashlib
 import io
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -227,10 +226,6 @@ def test_openapi_document_is_checked_in(tmp_path):
     assert json.loads((ROOT / "docs" / "openapi.json").read_text()) == json.loads(json.dumps(generated))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("TRAJPLATE_TEST_MAGICMOTION") != "1",
-                    reason="MagicMotion's tiny weights run at 720x480x49 (minutes on a 2-core CPU); "
-                           "set TRAJPLATE_TEST_MAGICMOTION=1")
 def test_lifecycle_with_real_tiny_magicmotion(client, bundle):
     """The same round trip through a real pipeline: tiny MagicMotion weights (same classes and layouts as the
     authors') loaded by its real loading code in the worker."""

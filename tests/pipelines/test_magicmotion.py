@@ -387,7 +387,7 @@ def test_options_variants_and_memory_modes_are_checked(preset, tiny_small, pipe_
 @pytest.mark.slow  # the one native-size run: the tiny VAE alone takes ~1 min at 49×480×720 on 2 cores
 def test_native_size_run_from_the_real_bundle(preset, tmp_path_factory, native_shot):
     root = tmp_path_factory.mktemp("magicmotion-native")
-    PIPELINE.build_tiny(root)
+    PIPELINE.build_tiny(root, frames=49, height=480, width=720)
     pipe = PIPELINE.load(preset, root / "base", root / "adapter")
     p = params(options={"vae_tiling": False})
     video = pipe.generate(pipe.prepare(native_shot, p), p, lambda *e: None)
