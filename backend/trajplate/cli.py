@@ -256,7 +256,38 @@ def cmd_posetraj_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_posetraj_data(args: argparse.Namespace) -> int:
+    from .pipelines.posetraj.data import render_clips
+
+    if args.clips < 1 or args.frames < 2 or args.width < 16 or args.height < 16:
+        print("trajplate posetraj-data: --clips ≥ 1, --frames ≥ 2, --width/--height ≥ 16", file=sys.stderr)
+        return 2
+    if args.meshes is not None and not args.meshes.is_dir():
+        print(f"trajplate posetraj-data: --meshes {args.meshes}: not a folder", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        written = render_clips(args.out_dir, args.clips, size=(args.width, args.height), frames=args.frames,
+                               seed=args.seed, meshes=args.meshes, first=args.first)
+    except RuntimeError as exc:
+        print(f"trajplate posetraj-data: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} clips to {args.out_dir} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def _add_posetraj_parsers(sub) -> None:
+    d = sub.add_parser("posetraj-data", help="render PoseTraj-10K-style training clips with headless Blender")
+    d.add_argument("out_dir", type=Path)
+    d.add_argument("--clips", type=int, required=True)
+    d.add_argument("--first", type=int, default=0, help="index of the first clip (parallel runs fill one folder)")
+    d.add_argument("--width", type=int, default=576)
+    d.add_argument("--height", type=int, default=320)
+    d.add_argument("--frames", type=int, default=14)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--meshes", type=Path, help="folder of .obj/.ply/.stl meshes (default: procedural primitives)")
+    d.set_defaults(func=cmd_posetraj_data)
+
     p = sub.add_parser("posetraj-train", help="fine-tune a PoseTraj Traj-ControlNet on SVD (diffusers + accelerate)")
     p.add_argument("data_dir", type=Path, help="clips of `trajplate posetraj-data` (<clip>/shot.zip + video.mp4)")
     p.add_argument("--base", type=Path, required=True, help="SVD img2vid diffusers folder (model_index.json)")

@@ -12,6 +12,9 @@ so training and sampling see identical maps (red segments: we do not reproduce t
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from ...conditioning.trajectory_attention import time_map
 from ...shot import Shot, load_shot
 from ...video import read_mp4, write_mp4
 
+BLENDER_SCRIPT = Path(__file__).with_name("blender_data.py")
 BUNDLE = "shot.zip"
 VIDEO = "video.mp4"
 
@@ -103,3 +107,29 @@ def collate(clips: list[TrainingClip]) -> TrainingClip:
     """Stack clips into a batch: each field gains a leading B axis."""
     return TrainingClip(*(torch.stack([getattr(c, name) for c in clips]) for name in ("pixel_values", "maps",
                                                                                          "camera")))
+
+
+def render_clips(out_dir: Path, clips: int, *, size: tuple[int, int] = cond.NATIVE_SIZE,
+                 frames: int = cond.NUM_FRAMES, seed: int = 0, meshes: Path | None = None, first: int = 0,
+                 python: str = sys.executable) -> list[Path]:
+    """Render ``clips`` clips ``first ..`` into ``out_dir/clip_<index>/`` (module layout) with headless Blender.
+
+    The bpy module runs in a subprocess (``python`` must have it; :mod:`.blender_data` describes the scenes); clip
+    ``i`` depends only on ``(seed, i)``, so runs with different ``first`` can fill one folder in parallel.
+    size: (W, H) pixels. Raises RuntimeError with Blender's output when rendering fails.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".render-") as tmp:
+        cmd = [python, str(BLENDER_SCRIPT), "--out", tmp, "--first", str(first), "--count", str(clips),
+               "--width", str(size[0]), "--height", str(size[1]), "--frames", str(frames), "--seed", str(seed)]
+        if meshes is not None:
+            cmd += ["--meshes", str(meshes)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        written = []
+        for bundle in sorted(Path(tmp).glob("clip_*.zip")):
+            shot = load_shot(bundle)
+            written.append(write_clip(out_dir / bundle.stem, shot, shot.rgb_frames))
+    return written
