@@ -7,7 +7,10 @@
 For each memory mode: the stock diffusers ``StableVideoDiffusionPipeline`` and ours (same random UNet weights plus a
 ControlNet copied from its encoder) — seconds per denoising step (median, from the step callback), total seconds and
 peak VRAM, printed as ours / stock. Goal: ≤ 1.6× per step (the ControlNet re-runs the encoder).
-Not measured yet: synthetic-data render rate and training step time (their commands are not built yet).
+
+``--data N`` instead measures ``trajplate posetraj-data`` (N clips rendered with headless Blender on this CPU: frames
+per second and the projected time for 10,000 clips; 576x320x14 by default, 96x64x6 with --tiny) and then
+``posetraj-train`` seconds per optimizer step on them (tiny SVD weights, 64x64, CPU; GPU training not measured).
 """
 
 from __future__ import annotations
@@ -84,7 +87,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run with tiny weights")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--modes", nargs="+", default=None)
+    parser.add_argument("--data", type=int, default=0, help="bench data rendering + training on N clips instead")
     args = parser.parse_args()
+    if args.data:
+        return data_and_training(args.data, args.tiny)
     diffusers_logging.set_verbosity_error()
     cuda = torch.cuda.is_available() and not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
@@ -120,6 +126,28 @@ def main() -> None:
         print(f"{mode:18s} s/step stock {s[0]:.3f} ours {o[0]:.3f} ratio {o[0] / s[0]:.2f} | total stock {s[1]:.1f} "
               f"ours {o[1]:.1f} ratio {o[1] / s[1]:.2f} | peak GiB stock {s[2]:.2f} ours {o[2]:.2f} "
               f"ratio {o[2] / s[2]:.2f}")
+
+
+def data_and_training(clips: int, tiny_size: bool) -> None:
+    from trajplate.pipelines.posetraj.data import render_clips
+    from trajplate.pipelines.posetraj.train import TrainOptions, train
+
+    (width, height, frames) = (96, 64, 6) if tiny_size else (576, 320, 14)
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        render_clips(Path(workdir) / "data", clips, size=(width, height), frames=frames)
+        elapsed = time.perf_counter() - start
+        per_clip = elapsed / clips
+        print(f"posetraj-data {width}x{height}x{frames}: {clips} clips in {elapsed:.1f} s, "
+              f"{clips * frames / elapsed:.2f} frames/s (incl. Blender start-up), projected 10,000 clips "
+              f"{per_clip * 10_000 / 3600:.1f} h on this CPU")
+        tiny.build(Path(workdir) / "tiny")
+        steps = 4
+        result = train(Path(workdir) / "data", Path(workdir) / "tiny" / "base", Path(workdir) / "run",
+                       TrainOptions(steps=steps, lr=1e-4, grad_accum=1, size=(64, 64)), log=lambda _m: None)
+        times = np.diff(result.step_times)
+        print(f"posetraj-train tiny 64x64x14 CPU: {statistics.median(times):.2f} s/step (median of {len(times)}); "
+              "GPU full-size training: not measured")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,8 @@ class MagicMotion(TrajPipeline):
             controlnet_weights=weights,
             callback_on_step_end=on_step,
         )
+        if len(video) != len(c.shot_frames):  # e.g. a model whose sample_frames is not 8k+1 (see .tiny)
+            raise RuntimeError(f"decoded {len(video)} frames for a time map of {len(c.shot_frames)}")
         return GeneratedVideo(
             frames=(np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8),
             fps=self.preset.native.fps,
@@ -230,11 +232,11 @@ class MagicMotion(TrajPipeline):
         )
 
     @classmethod
-    def build_tiny(cls, root: Path, *, frames: int = 13, height: int = 96, width: int = 144) -> None:
+    def build_tiny(cls, root: Path, *, frames: int = 17, height: int = 96, width: int = 144) -> None:
         """Tiny random MagicMotion in the real layouts (see :mod:`.tiny`).
 
         Learned positional embeddings fix the only usable size, so the tiny model's size is its output size; the
-        default 13×96×144 (same 2:3 aspect as 480×720) keeps the demo and service tests to seconds on a CPU. Pass
+        default 17×96×144 (same 2:3 aspect as 480×720) keeps the demo and service tests to seconds on a CPU. Pass
         ``frames=49, height=480, width=720`` for a native-size tiny model.
         """
         tiny.build(Path(root), frames=frames, height=height, width=width)

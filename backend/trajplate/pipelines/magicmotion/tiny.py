@@ -42,8 +42,10 @@ def build(root: Path, *, frames: int = 49, height: int = 480, width: int = 720, 
 
     height and width must be multiples of 16 (VAE ×8, patch 2); frames ≡ 1 (mod 4) (VAE ×4 in time).
     """
-    if height % 16 or width % 16 or (frames - 1) % 4:
-        raise ValueError(f"tiny MagicMotion size {frames}×{height}×{width}: need H, W multiples of 16, frames = 4k+1")
+    # The CogVideoX VAE decodes latents in pairs and only an odd latent count gives back 4k+1 frames (13 latents ->
+    # 49 frames), so frames must be 8k+1 (9, 17, 25, ... 49).
+    if height % 16 or width % 16 or (frames - 1) % 8:
+        raise ValueError(f"tiny MagicMotion size {frames}×{height}×{width}: need H, W multiples of 16, frames = 8k+1")
     parts = root / "parts"
     save_tiny_t5(parts, seed=seed)
     save_tiny_cogvideox_vae(parts, seed=seed)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,12 @@ class TrainOptions:
 
 @dataclass
 class TrainResult:
-    """start_step: the step resumed from (0 for a fresh run); losses: (step, loss) of the steps this run made."""
+    """start_step: the step resumed from (0 for a fresh run); losses: (step, loss) of the steps this run made;
+    step_times: ``time.perf_counter()`` at the end of each of those steps."""
 
     start_step: int
     losses: list[tuple[int, float]] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
     controlnet_dir: Path | None = None
 
 
@@ -247,6 +250,7 @@ def train(data_dir: Path, base_dir: Path, out_dir: Path, options: TrainOptions, 
                     optimizer.zero_grad()
                 total += loss.item() / options.grad_accum
             result.losses.append((step + 1, total))
+            result.step_times.append(time.perf_counter())
             log_file.write(json.dumps({"step": step + 1, "loss": total, "lr": lr_scheduler.get_last_lr()[0]}) + "\n")
             log_file.flush()
             log(f"step {step + 1}/{options.steps} loss {total:.5f}")
