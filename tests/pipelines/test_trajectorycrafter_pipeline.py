@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_bundle
+from support.bundles import build_bundle
 from trajplate.params import GenerateParams
 from trajplate.pipelines.base import Cancelled, PipelineInputError
 from trajplate.pipelines.trajectorycrafter import PIPELINE
