@@ -16,12 +16,25 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers.hooks import apply_group_offloading
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...conditioning import magicmotion as cond
-from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...params import GenerateParams, MemoryMode
 from ...presets import Preset
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from ..common import (
+    apply_memory_mode,
+    bytes_on_device,
+    check_memory_mode,
+    denoising_callback,
+    parse_options,
+    resolve_guidance,
+    resolve_negative_prompt,
+    resolve_steps,
+    resolve_strength,
+    shot_prompt,
+    to_uint8_video,
+)
 from . import tiny
 from .checkpoint import load_strict, read_state_dict
 from .models import MagicMotionTransformer3DModel, TrajectoryControlNet
@@ -48,35 +61,6 @@ class MagicMotionInputs:
     prompt: str
     negative_prompt: str
     options: MagicMotionOptions
-
-
-def _options(params: GenerateParams) -> MagicMotionOptions:
-    try:
-        return MagicMotionOptions.model_validate(params.options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PipelineInputError(
-            f"options.{field}: {first['msg']}; valid options: {', '.join(MagicMotionOptions.model_fields)}"
-        ) from exc
-
-
-def _prompt(shot, params: GenerateParams) -> str:
-    """params.prompt, else the shot's scene prompt, else its entity prompts and location joined."""
-    if params.prompt and params.prompt.strip():
-        return params.prompt.strip()
-    meta = shot.meta
-    if meta.scene_prompt and meta.scene_prompt.strip():
-        return meta.scene_prompt.strip()
-    parts = [e.prompt.strip() for e in meta.entities if e.prompt and e.prompt.strip()]
-    if meta.location_prompt and meta.location_prompt.strip():
-        parts.append(meta.location_prompt.strip())
-    if not parts:
-        raise PipelineInputError(
-            "prompt: empty — neither the job nor the shot has a scene, entity or location prompt. Fix: write a scene "
-            "prompt in the add-on's panel or pass `prompt`."
-        )
-    return ". ".join(parts)
 
 
 class MagicMotion(TrajPipeline):
@@ -109,8 +93,7 @@ class MagicMotion(TrajPipeline):
         variant = variant or preset.default_variant
         if variant not in preset.variants:
             raise PipelineInputError(f"variant: {variant!r} is not a MagicMotion stage; valid: {', '.join(preset.variants)}")
-        if memory_mode not in MEMORY_MODES:
-            raise PipelineInputError(f"memory_mode: {memory_mode!r} is unknown; valid: {', '.join(MEMORY_MODES)}")
+        check_memory_mode(memory_mode)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
         transformer = MagicMotionTransformer3DModel.from_pretrained(base_dir, subfolder="transformer", dtype=dtype)
@@ -124,7 +107,7 @@ class MagicMotion(TrajPipeline):
             base_dir, transformer=transformer, controlnet=controlnet, scheduler=scheduler, dtype=dtype
         )
         pipe.set_progress_bar_config(disable=True)
-        applied = _apply_memory_mode(pipe, memory_mode, device)
+        applied = apply_memory_mode(pipe, memory_mode, device, group_offload=_group_offload)
         return cls(pipe, preset, variant, device, memory_mode, applied)
 
     @property
@@ -147,7 +130,7 @@ class MagicMotion(TrajPipeline):
         )
 
     def prepare(self, shot, params: GenerateParams) -> MagicMotionInputs:
-        options = _options(params)
+        options = parse_options(MagicMotionOptions, params)
         n_blocks = len(self.pipe.controlnet.transformer_blocks)
         if options.block_strength is not None and len(options.block_strength) != n_blocks:
             raise PipelineInputError(
@@ -156,25 +139,15 @@ class MagicMotion(TrajPipeline):
             )
         return MagicMotionInputs(
             conditioning=self._conditioning(shot, params, options),
-            prompt=_prompt(shot, params),
-            negative_prompt=params.negative_prompt if params.negative_prompt is not None
-            else self.preset.defaults.negative_prompt,
+            prompt=shot_prompt(shot, params),
+            negative_prompt=resolve_negative_prompt(params, self.preset),
             options=options,
         )
 
-    def _steps(self, params: GenerateParams) -> int:
-        if params.steps is not None:
-            return params.steps
-        if params.tier is not None:
-            if params.tier not in self.preset.tiers:
-                raise PipelineInputError(f"tier: {params.tier!r} is unknown; valid: {', '.join(self.preset.tiers)}")
-            return self.preset.tiers[params.tier].steps
-        return self.preset.defaults.steps
-
     def generate(self, inputs: MagicMotionInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
-        steps = self._steps(params)
-        guidance = params.guidance if params.guidance is not None else self.preset.defaults.guidance
-        strength = params.strength if params.strength is not None else (self.preset.defaults.strength or 1.0)
+        steps = resolve_steps(params, self.preset)
+        guidance = resolve_guidance(params, self.preset)
+        strength = resolve_strength(params, self.preset)
         block = inputs.options.block_strength
         weights = strength if block is None else [strength * w for w in block]
         c = inputs.conditioning
@@ -182,12 +155,6 @@ class MagicMotion(TrajPipeline):
             self.pipe.vae.enable_tiling()
         else:
             self.pipe.vae.disable_tiling()
-
-        def on_step(_pipe, i: int, _t, _kwargs: dict) -> dict:
-            progress("denoising", i + 1, steps)
-            if i + 1 == steps:
-                progress("decoding", 0, 1)
-            return {}
 
         progress("conditioning", 0, 1)
         frames, height, width = self.native_size
@@ -201,12 +168,12 @@ class MagicMotion(TrajPipeline):
             guidance_scale=guidance,
             generator=torch.Generator("cpu").manual_seed(params.seed),
             controlnet_weights=weights,
-            callback_on_step_end=on_step,
+            callback_on_step_end=denoising_callback(progress, steps),
         )
         if len(video) != len(c.shot_frames):  # e.g. a model whose sample_frames is not 8k+1 (see .tiny)
             raise RuntimeError(f"decoded {len(video)} frames for a time map of {len(c.shot_frames)}")
         return GeneratedVideo(
-            frames=(np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8),
+            frames=to_uint8_video(video),
             fps=self.preset.native.fps,
             shot_frames=c.shot_frames,
             metadata={
@@ -221,15 +188,11 @@ class MagicMotion(TrajPipeline):
         )
 
     def preview(self, shot, params: GenerateParams) -> np.ndarray:
-        return cond.preview(self._conditioning(shot, params, _options(params)))
+        return cond.preview(self._conditioning(shot, params, parse_options(MagicMotionOptions, params)))
 
     def resident_bytes(self) -> int:
-        return sum(
-            t.numel() * t.element_size()
-            for module in (self.pipe.text_encoder, self.pipe.vae, self.pipe.transformer, self.pipe.controlnet)
-            for t in (*module.parameters(), *module.buffers())
-            if t.device.type == self.device.type
-        )
+        pipe = self.pipe
+        return bytes_on_device((pipe.text_encoder, pipe.vae, pipe.transformer, pipe.controlnet), self.device)
 
     @classmethod
     def build_tiny(cls, root: Path, *, frames: int = 17, height: int = 96, width: int = 144) -> None:
@@ -242,24 +205,14 @@ class MagicMotion(TrajPipeline):
         tiny.build(Path(root), frames=frames, height=height, width=width)
 
 
-def _apply_memory_mode(pipe: MagicMotionPipeline, mode: MemoryMode, device: torch.device) -> str:
-    """Place the pipeline for ``mode`` (DESIGN's memory modes); returns what was applied."""
-    if device.type != "cuda":
-        pipe.to(device)
-        return "resident"
-    if mode == "resident":
-        pipe.to(device)
-    elif mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "group_offload":
-        # Block level, one block per group; the small VAE stays on the GPU. T5 and the transformer use CUDA streams
-        # (the next block uploads while the current one runs). The ControlNet cannot: diffusers learns the prefetch
-        # order from the blocks run inside one top-level call, and in lock-step its blocks run after that call
-        # returns, so it onloads each block when it runs.
-        for module, stream in ((pipe.text_encoder, True), (pipe.transformer, True), (pipe.controlnet, False)):
-            apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
-                                   offload_type="block_level", num_blocks_per_group=1, use_stream=stream)
-        pipe.vae.to(device)
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
-    return mode
+def _group_offload(pipe: MagicMotionPipeline, device: torch.device) -> None:
+    """MagicMotion's ``group_offload``: block level, one block per group; the small VAE stays on the GPU.
+
+    T5 and the transformer use CUDA streams (the next block uploads while the current one runs). The ControlNet
+    cannot: diffusers learns the prefetch order from the blocks run inside one top-level call, and in lock-step its
+    blocks run after that call returns, so it onloads each block when it runs.
+    """
+    for module, stream in ((pipe.text_encoder, True), (pipe.transformer, True), (pipe.controlnet, False)):
+        apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
+                               offload_type="block_level", num_blocks_per_group=1, use_stream=stream)
+    pipe.vae.to(device)

@@ -18,12 +18,24 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...conditioning import posetraj as cond
-from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...params import GenerateParams, MemoryMode
 from ...presets import Preset
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from ..common import (
+    apply_memory_mode,
+    bytes_on_device,
+    check_memory_mode,
+    denoising_callback,
+    parse_options,
+    require_first_frame,
+    resolve_guidance_ramp,
+    resolve_steps,
+    resolve_strength,
+    to_uint8_video,
+)
 from . import tiny
 from .loading import load_pipeline
 from .pipeline import ADDED_TIME_FPS, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH, StableVideoDiffusionPipelineControlNet
@@ -56,16 +68,6 @@ class PoseTrajInputs:
     num_tracks: int
 
 
-def _options(params: GenerateParams) -> PoseTrajOptions:
-    try:
-        return PoseTrajOptions.model_validate(params.options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PipelineInputError(f"options.{field}: {first['msg']}; valid options: "
-                                 f"{', '.join(PoseTrajOptions.model_fields)}") from exc
-
-
 class PoseTraj(TrajPipeline):
     """Loaded PoseTraj (SVD 14 frames + Traj-ControlNet) on one device in one memory mode."""
 
@@ -96,55 +98,36 @@ class PoseTraj(TrajPipeline):
         if variant is not None:
             raise PipelineInputError(f"variant: PoseTraj loads whichever ControlNet folder is given; got {variant!r}, "
                                      "leave it unset")
-        if memory_mode not in MEMORY_MODES:
-            raise PipelineInputError(f"memory_mode: {memory_mode!r} is unknown; valid: {', '.join(MEMORY_MODES)}")
+        check_memory_mode(memory_mode)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(Path(base_dir), Path(adapter_dir), dtype)
-        return cls(pipe, preset, device, memory_mode, _apply_memory_mode(pipe, memory_mode, device))
+        return cls(pipe, preset, device, memory_mode, apply_memory_mode(pipe, memory_mode, device))
 
     def _size(self, options: PoseTrajOptions) -> tuple[int, int]:
         return options.width or self.preset.native.width, options.height or self.preset.native.height
 
     def prepare(self, shot, params: GenerateParams) -> PoseTrajInputs:
         """First frame, maps and camera at the output size. Raises PipelineInputError naming the field."""
-        options = _options(params)
-        if shot.first_frame is None:
-            raise PipelineInputError("first_frame: the bundle has no first-frame render; re-export with renders on")
+        options = parse_options(PoseTrajOptions, params)
+        first_frame = require_first_frame(shot)
         size = self._size(options)
         tracks, shot_frames = cond.shot_tracks(shot, num_frames=self.preset.native.frames,
                                                surface_points=options.surface_points)
         maps = cond.rasterise(tracks.rescaled(size))
         camera = (cond.shot_camera(shot, num_frames=self.preset.native.frames)
                   if options.camera and self.has_camera else None)
-        image = PIL.Image.fromarray(shot.first_frame).resize(size, PIL.Image.BICUBIC)
+        image = PIL.Image.fromarray(first_frame).resize(size, PIL.Image.BICUBIC)
         return PoseTrajInputs(image, maps, camera, shot_frames, size, options, tracks.coords.shape[1])
-
-    def _steps(self, params: GenerateParams) -> int:
-        if params.steps is not None:
-            return params.steps
-        if params.tier is not None:
-            if params.tier not in self.preset.tiers:
-                raise PipelineInputError(f"tier: {params.tier!r} is unknown; valid: {', '.join(self.preset.tiers)}")
-            return self.preset.tiers[params.tier].steps
-        return self.preset.defaults.steps
 
     def generate(self, inputs: PoseTrajInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
         """14 frames at ``inputs.size``. ``params.guidance`` is the top of the per-frame CFG ramp (default 3, from the
         preset's 1); ``params.strength`` the ControlNet scale (default 1). Raises what ``progress`` raises
         (:class:`~trajplate.pipelines.base.Cancelled` stops before decoding)."""
-        steps = self._steps(params)
-        defaults = self.preset.defaults
-        guidance_min = defaults.guidance
-        guidance_max = params.guidance if params.guidance is not None else (defaults.guidance_max or guidance_min)
-        strength = params.strength if params.strength is not None else (defaults.strength or 1.0)
+        steps = resolve_steps(params, self.preset)
+        guidance_min, guidance_max = resolve_guidance_ramp(params, self.preset)
+        strength = resolve_strength(params, self.preset)
         generator = torch.Generator("cpu").manual_seed(params.seed)
         progress("conditioning", 0, 1)
-
-        def on_step(_pipe, i: int, _t, _kwargs: dict) -> dict:
-            progress("denoising", i + 1, steps)
-            if i + 1 == steps:
-                progress("decoding", 0, 1)
-            return {}
 
         width, height = inputs.size
         maps = torch.from_numpy(cond.maps_to_tensor_range(inputs.maps))
@@ -153,11 +136,11 @@ class PoseTraj(TrajPipeline):
             inputs.image, maps, camera=camera, controlnet_cond_scale=strength, height=height, width=width,
             num_frames=len(inputs.maps), num_inference_steps=steps, min_guidance_scale=guidance_min,
             max_guidance_scale=guidance_max, decode_chunk_size=inputs.options.decode_chunk_size, generator=generator,
-            output_type="np", callback_on_step_end=on_step,
+            output_type="np", callback_on_step_end=denoising_callback(progress, steps),
         ).frames[0]
         progress("decoding", 1, 1)
         return GeneratedVideo(
-            frames=(np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8),
+            frames=to_uint8_video(video),
             fps=self.preset.native.fps,
             shot_frames=inputs.shot_frames,
             metadata={
@@ -173,40 +156,17 @@ class PoseTraj(TrajPipeline):
 
     def preview(self, shot, params: GenerateParams) -> np.ndarray:
         """The trajectory maps over the first frame, (14, H, W, 3) uint8 at the shot's size."""
-        options = _options(params)
-        if shot.first_frame is None:
-            raise PipelineInputError("first_frame: the bundle has no first-frame render; re-export with renders on")
+        options = parse_options(PoseTrajOptions, params)
+        first_frame = require_first_frame(shot)
         tracks, _ = cond.shot_tracks(shot, num_frames=self.preset.native.frames,
                                      surface_points=options.surface_points)
-        return cond.draw_preview(shot.first_frame, cond.rasterise(tracks.rescaled(self._size(options))))
+        return cond.draw_preview(first_frame, cond.rasterise(tracks.rescaled(self._size(options))))
 
     def resident_bytes(self) -> int:
-        return sum(
-            t.numel() * t.element_size()
-            for module in (self.pipe.image_encoder, self.pipe.vae, self.pipe.unet, self.pipe.controlnet)
-            for t in (*module.parameters(), *module.buffers())
-            if t.device.type == self.device.type
-        )
+        pipe = self.pipe
+        return bytes_on_device((pipe.image_encoder, pipe.vae, pipe.unet, pipe.controlnet), self.device)
 
     @classmethod
     def build_tiny(cls, root: Path) -> None:
         """Tiny random SVD + ControlNet weights in the real layouts (:mod:`.tiny`)."""
         tiny.build(Path(root))
-
-
-def _apply_memory_mode(pipe: StableVideoDiffusionPipelineControlNet, mode: MemoryMode, device: torch.device) -> str:
-    """Place the pipeline for ``mode``; returns what was applied. SVD's temporal VAE has no tiling in diffusers;
-    ``decode_chunk_size`` is its memory knob."""
-    if device.type != "cuda":
-        pipe.to(device)
-        return "resident"
-    if mode == "resident":
-        pipe.to(device)
-    elif mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "group_offload":
-        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                  num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
-    return mode
