@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "backend")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_shot_synthetic import png, synthetic_parts  # noqa: E402
+from support.synthetic import png, synthetic_parts  # noqa: E402
 from trajplate.shot import load_shot  # noqa: E402
 
 from addon.bundle import write_bundle  # noqa: E402

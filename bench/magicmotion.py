@@ -36,7 +36,8 @@ from diffusers import (  # noqa: E402
     CogVideoXTransformer3DModel,
 )
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
-from trajplate.pipelines.magicmotion.adapter import _apply_memory_mode  # noqa: E402
+from trajplate.pipelines.common import apply_memory_mode  # noqa: E402
+from trajplate.pipelines.magicmotion.adapter import group_offload  # noqa: E402
 from trajplate.pipelines.magicmotion.models import MagicMotionTransformer3DModel, TrajectoryControlNet  # noqa: E402
 from trajplate.pipelines.magicmotion.pipeline import MagicMotionPipeline  # noqa: E402
 from trajplate.pipelines.magicmotion.tiny import I2V_SCHEDULER  # noqa: E402
@@ -131,7 +132,7 @@ def run(pipe, label: str, steps: int, parts: Parts, mode: str, with_maps: bool) 
     frames, height, width = parts.size
     image, maps = _inputs(frames, height, width)
     cuda = parts.device.type == "cuda"
-    applied = _apply_memory_mode(pipe, mode, parts.device)
+    applied = apply_memory_mode(pipe, mode, parts.device, group_offload=group_offload)
     pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     stamps: list[float] = []

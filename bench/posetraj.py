@@ -26,8 +26,8 @@ import PIL.Image
 import torch
 from diffusers import EulerDiscreteScheduler, StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
 from diffusers.utils import logging as diffusers_logging
+from trajplate.pipelines.common import apply_memory_mode
 from trajplate.pipelines.posetraj import tiny
-from trajplate.pipelines.posetraj.adapter import _apply_memory_mode
 from trajplate.pipelines.posetraj.models import ControlNetSDVModel, UNetSpatioTemporalConditionControlNetModel
 from trajplate.pipelines.posetraj.pipeline import StableVideoDiffusionPipelineControlNet
 from trajplate.pipelines.tiny_parts import save_tiny_svd_components
@@ -113,13 +113,13 @@ def main() -> None:
     for mode in modes:
         stock = StableVideoDiffusionPipeline(**parts)
         stock.set_progress_bar_config(disable=True)
-        _apply_memory_mode(stock, mode, device)
+        apply_memory_mode(stock, mode, device)
         s = run(stock, lambda p, cb: p(image, generator=torch.Generator("cpu").manual_seed(0),
                                        callback_on_step_end=cb, **common), steps, device)
         stock.to("cpu") if mode == "resident" else stock.remove_all_hooks()
         ours = StableVideoDiffusionPipelineControlNet(**{**parts, "unet": ours_unet}, controlnet=controlnet)
         ours.set_progress_bar_config(disable=True)
-        _apply_memory_mode(ours, mode, device)
+        apply_memory_mode(ours, mode, device)
         o = run(ours, lambda p, cb: p(image, maps, generator=torch.Generator("cpu").manual_seed(0),
                                       callback_on_step_end=cb, **common), steps, device)
         ours.to("cpu") if mode == "resident" else ours.remove_all_hooks()

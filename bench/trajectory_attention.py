@@ -33,8 +33,8 @@ from diffusers import (
 )
 from trajplate.conditioning import trajectory_attention as cond
 from trajplate.params import MEMORY_MODES
+from trajplate.pipelines.common import apply_memory_mode
 from trajplate.pipelines.trajectory_attention import tiny
-from trajplate.pipelines.trajectory_attention.adapter import _apply_memory_mode
 from trajplate.pipelines.trajectory_attention.attention import TrajectoryControl
 from trajplate.pipelines.trajectory_attention.pipeline import TrajectoryAttentionSVDPipeline
 from trajplate.pipelines.trajectory_attention.unet import TrajectoryAttentionUNet
@@ -162,7 +162,7 @@ def bench_sampling(tiny_mode: bool, modes: list[str], steps: int) -> None:
             pipe.set_progress_bar_config(disable=True)
             if device.type == "cuda" and mode != "resident":
                 pipe.to("cpu")
-            applied = _apply_memory_mode(pipe, mode, device)
+            applied = apply_memory_mode(pipe, mode, device)
             run_once(pipe, image, size, 2, device, **extra)  # warm-up (kernels, allocator, offload hooks)
             results[name] = run_once(pipe, image, size, steps, device, **extra)
             del pipe, parts, extra

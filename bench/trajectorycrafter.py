@@ -127,8 +127,8 @@ def bench_steps(tiny: bool, device: torch.device, dtype: torch.dtype, repeats: i
 def bench_memory_modes(device: torch.device) -> None:
     """Whole pipeline, random weights, 2 steps per memory mode; peak VRAM (needs CUDA)."""
     from diffusers import AutoencoderKLCogVideoX, DDIMScheduler
+    from trajplate.pipelines.common import apply_memory_mode
     from trajplate.pipelines.tiny_parts import save_tiny_t5
-    from trajplate.pipelines.trajectorycrafter.adapter import _apply_memory_mode
     from trajplate.pipelines.trajectorycrafter.pipeline import TrajectoryCrafterPipeline
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
@@ -147,7 +147,7 @@ def bench_memory_modes(device: torch.device) -> None:
         pipe = TrajectoryCrafterPipeline(tokenizer, text, vae, transformer, DDIMScheduler())
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        _apply_memory_mode(pipe, mode, device)
+        apply_memory_mode(pipe, mode, device)
         if mode != "resident":
             vae.enable_tiling()
         render = torch.rand(49, 384, 672, 3)

@@ -7,7 +7,6 @@ The writer (addon/bundle.py) and reader (trajplate.shot) never import each other
 from __future__ import annotations
 
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,10 +14,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "backend"))
 
 import trajplate.shot as reader  # noqa: E402
-from test_shot_synthetic import png, synthetic_parts  # noqa: E402
+from support.synthetic import png, synthetic_parts  # noqa: E402
 
 import addon.bundle as writer  # noqa: E402
 

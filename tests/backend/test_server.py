@@ -165,6 +165,11 @@ def test_idempotent_submit_with_client_job_id(client, bundle):
         ({"pipeline": "test-loop", "steps": 0}, 422, ["params.steps"]),
         ({"pipeline": "test-loop", "options": {"stepms": 1}}, 422, ["params.options.stepms", "step_ms"]),
         ({"pipeline": "test-loop", "tier": "ultra"}, 422, ["params.tier", "draft"]),
+        # server paths: the in-process CLI reads them, the HTTP API must not let a client make the server read files
+        ({"pipeline": "trajectory-attention", "options": {"tracks_dir": "/etc"}}, 422,
+         ["params.options.tracks_dir", "trajplate run"]),
+        ({"pipeline": "trajectorycrafter", "options": {"source_video": "/etc/passwd"}}, 422,
+         ["params.options.source_video", "trajplate run"]),
         ],
 )
 def test_bad_params_get_422_naming_the_field(client, bundle, params, status, words):

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_shot_synthetic import png, synthetic_parts
+from support.synthetic import png, synthetic_parts
 from trajplate.shot import ARRAY_SPECS, BundleError, Shot, load_shot, save_shot
 
 from addon.bundle import BundleWriteError, write_bundle

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_shot_synthetic import png, synthetic_parts
+from support.synthetic import png, synthetic_parts
 from trajplate.shot import BundleError, Shot, load_shot
 
 from addon.bundle import write_bundle

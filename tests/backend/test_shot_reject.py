@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_shot_synthetic import png, synthetic_parts
+from support.synthetic import png, synthetic_parts
 from trajplate.shot import BundleError, BundleLimits, load_shot
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import jsonschema
-from test_shot_synthetic import synthetic_parts
+from support.synthetic import synthetic_parts
 from trajplate.shot import json_schema, json_schema_text
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "shot.schema.json"

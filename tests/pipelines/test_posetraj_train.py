@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from support.synthetic import COLORS, synthetic_parts
 from trajplate.cli import main
 from trajplate.params import GenerateParams
 from trajplate.pipelines.posetraj import tiny
@@ -13,8 +14,6 @@ from trajplate.pipelines.posetraj.data import PoseTrajClips, write_clip
 from trajplate.pipelines.registry import pipeline_class
 from trajplate.presets import get_preset
 from trajplate.shot import Shot
-
-from tests.backend.test_shot_synthetic import COLORS, synthetic_parts
 
 SIZE = 64
 

@@ -23,6 +23,7 @@ from typing import Any
 from .. import __version__
 from ..params import GenerateParams
 from ..pipelines.base import Cancelled, PipelineInputError, ProgressFn, TrajPipeline
+from ..pipelines.common import effective_settings
 from ..presets import Preset
 
 BUNDLE, PARAMS, LOG, VIDEO, METADATA = "bundle.zip", "params.json", "job.log", "video.mp4", "metadata.json"
@@ -106,23 +107,6 @@ class PipelineCache:
         self._sizes[key] = pipe.resident_bytes()
         self._evict_until(0, keep=key)
         return pipe
-
-
-def effective_settings(params: GenerateParams, preset: Preset, scene_prompt: str | None) -> dict[str, Any]:
-    """Steps, guidance and prompts a job runs with once preset defaults and tiers fill the ``None`` fields."""
-    if params.steps is not None:
-        steps = params.steps
-    elif params.tier is not None and params.tier in preset.tiers:
-        steps = preset.tiers[params.tier].steps
-    else:
-        steps = preset.defaults.steps
-    return {
-        "steps": steps,
-        "guidance": params.guidance if params.guidance is not None else preset.defaults.guidance,
-        "prompt": params.prompt if params.prompt is not None else scene_prompt,
-        "negative_prompt": params.negative_prompt if params.negative_prompt is not None
-        else preset.defaults.negative_prompt,
-    }
 
 
 def _score(frames, shot, shot_frames) -> Any:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..jobs.catalog import all_presets, installed_class
 from ..params import GenerateParams
+from ..pipelines.common import local_only_options
 
 CLIENT_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -63,6 +64,12 @@ def parse_params(raw: str | None) -> GenerateParams:
         options.model_validate(params.options)
     except ValidationError as exc:
         raise ParamsError(_first_error(exc, "params.options", options)) from exc
+    for name in local_only_options(options):
+        if params.options.get(name) is not None:
+            raise ParamsError(
+                f"params.options.{name}: names a path on the server, which the HTTP API does not read; leave it out "
+                f"(the shot bundle carries the inputs), or run on the machine that holds the file with "
+                f"`trajplate run` ({preset.id})")
     return params
 
 

@@ -107,7 +107,7 @@ class MagicMotion(TrajPipeline):
             base_dir, transformer=transformer, controlnet=controlnet, scheduler=scheduler, dtype=dtype
         )
         pipe.set_progress_bar_config(disable=True)
-        applied = apply_memory_mode(pipe, memory_mode, device, group_offload=_group_offload)
+        applied = apply_memory_mode(pipe, memory_mode, device, group_offload=group_offload)
         return cls(pipe, preset, variant, device, memory_mode, applied)
 
     @property
@@ -205,7 +205,7 @@ class MagicMotion(TrajPipeline):
         tiny.build(Path(root), frames=frames, height=height, width=width)
 
 
-def _group_offload(pipe: MagicMotionPipeline, device: torch.device) -> None:
+def group_offload(pipe: MagicMotionPipeline, device: torch.device) -> None:
     """MagicMotion's ``group_offload``: block level, one block per group; the small VAE stays on the GPU.
 
     T5 and the transformer use CUDA streams (the next block uploads while the current one runs). The ControlNet

@@ -17,12 +17,24 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...conditioning import trajectory_attention as cond
-from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...params import GenerateParams, MemoryMode
 from ...presets import Preset
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from ..common import (
+    LOCAL_ONLY,
+    apply_memory_mode,
+    bytes_on_device,
+    check_memory_mode,
+    denoising_callback,
+    parse_options,
+    require_first_frame,
+    resolve_guidance_ramp,
+    resolve_steps,
+    to_uint8_video,
+)
 from . import tiny
 from .attention import TrajectoryControl
 from .loading import load_pipeline
@@ -37,8 +49,10 @@ class TrajectoryAttentionOptions(BaseModel):
     width: int | None = Field(None, ge=64, le=2048, multiple_of=64, description="output width (default: native 1024)")
     height: int | None = Field(None, ge=64, le=2048, multiple_of=64, description="output height (default: 576)")
     tracks_dir: str | None = Field(
-        None, description="server folder with the authors' trans_coordinates.npy / trans_valid.npy to use instead "
-                          "of the shot's exact tracks (the first frame still comes from the shot)")
+        None, json_schema_extra=LOCAL_ONLY,
+        description="folder on the machine running the job with the authors' trans_coordinates.npy / trans_valid.npy "
+                    "to use instead of the shot's exact tracks (the first frame still comes from the shot); "
+                    "`trajplate run` only, the HTTP API refuses it")
     trajectories: bool = Field(True, description="false: run plain SVD-XT (branch off), for comparisons")
     grid_step: int = Field(cond.GRID_STEP, ge=1, le=64, description="query grid cell, pixels at the output size")
     grid_draws: int = Field(cond.GRID_DRAWS, ge=1, le=16, description="jittered draws of the query grid")
@@ -59,16 +73,6 @@ class TrajectoryAttentionInputs:
     shot_frames: np.ndarray
     size: tuple[int, int]
     options: TrajectoryAttentionOptions
-
-
-def _options(params: GenerateParams) -> TrajectoryAttentionOptions:
-    try:
-        return TrajectoryAttentionOptions.model_validate(params.options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PipelineInputError(f"options.{field}: {first['msg']}; valid options: "
-                                 f"{', '.join(TrajectoryAttentionOptions.model_fields)}") from exc
 
 
 class TrajectoryAttention(TrajPipeline):
@@ -100,11 +104,10 @@ class TrajectoryAttention(TrajPipeline):
         if variant is not None:
             raise PipelineInputError(f"variant: Trajectory Attention has a single adapter; got {variant!r}, leave it "
                                      "unset")
-        if memory_mode not in MEMORY_MODES:
-            raise PipelineInputError(f"memory_mode: {memory_mode!r} is unknown; valid: {', '.join(MEMORY_MODES)}")
+        check_memory_mode(memory_mode)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(Path(base_dir), Path(adapter_dir), dtype)
-        applied = _apply_memory_mode(pipe, memory_mode, device)
+        applied = apply_memory_mode(pipe, memory_mode, device)
         return cls(pipe, preset, device, memory_mode, applied)
 
     def _size(self, options: TrajectoryAttentionOptions) -> tuple[int, int]:
@@ -121,9 +124,8 @@ class TrajectoryAttention(TrajPipeline):
 
     def prepare(self, shot, params: GenerateParams) -> TrajectoryAttentionInputs:
         """The first frame at the output size and the tracks. Raises PipelineInputError naming the missing field."""
-        options = _options(params)
-        if shot.first_frame is None:
-            raise PipelineInputError("first_frame: the bundle has no first-frame render; re-export with renders on")
+        options = parse_options(TrajectoryAttentionOptions, params)
+        first_frame = require_first_frame(shot)
         width, height = self._size(options)
         tracks, shot_frames = self._tracks(shot, params, options)
         scale = self.pipe.vae_scale_factor
@@ -133,26 +135,15 @@ class TrajectoryAttention(TrajPipeline):
                 f"options.grid_step/grid_draws: {tracks.num_tracks} tracks, but trajectory attention at "
                 f"{width}x{height} needs at least {needed} (2 per latent pixel); use a smaller grid_step or more "
                 "grid_draws (or more tracks in tracks_dir)")
-        image = PIL.Image.fromarray(shot.first_frame).resize((width, height), PIL.Image.BICUBIC)
+        image = PIL.Image.fromarray(first_frame).resize((width, height), PIL.Image.BICUBIC)
         return TrajectoryAttentionInputs(image, tracks, shot_frames, (width, height), options)
-
-    def _steps(self, params: GenerateParams) -> int:
-        if params.steps is not None:
-            return params.steps
-        if params.tier is not None:
-            if params.tier not in self.preset.tiers:
-                raise PipelineInputError(f"tier: {params.tier!r} is unknown; valid: {', '.join(self.preset.tiers)}")
-            return self.preset.tiers[params.tier].steps
-        return self.preset.defaults.steps
 
     def generate(self, inputs: TrajectoryAttentionInputs, params: GenerateParams,
                  progress: ProgressFn) -> GeneratedVideo:
         """25 frames at ``inputs.size``; ``params.guidance`` is the top of the per-frame CFG ramp (default 3, from
         the preset's 1). Raises whatever ``progress`` raises (:class:`Cancelled` stops before decoding)."""
-        steps = self._steps(params)
-        defaults = self.preset.defaults
-        guidance_min = defaults.guidance
-        guidance_max = params.guidance if params.guidance is not None else (defaults.guidance_max or guidance_min)
+        steps = resolve_steps(params, self.preset)
+        guidance_min, guidance_max = resolve_guidance_ramp(params, self.preset)
         options = inputs.options
         generator = torch.Generator("cpu").manual_seed(params.seed)
         progress("conditioning", 0, 1)
@@ -162,12 +153,6 @@ class TrajectoryAttention(TrajPipeline):
             control = TrajectoryControl(torch.from_numpy(inputs.tracks.coords).to(device),
                                         torch.from_numpy(inputs.tracks.valid).to(device), inputs.tracks.size, generator)
 
-        def on_step(_pipe, i: int, _t, _kwargs: dict) -> dict:
-            progress("denoising", i + 1, steps)
-            if i + 1 == steps:
-                progress("decoding", 0, 1)
-            return {}
-
         width, height = inputs.size
         video = self.pipe(
             inputs.image, trajectories=control, authors_parity=options.authors_parity,
@@ -175,11 +160,11 @@ class TrajectoryAttention(TrajPipeline):
             min_guidance_scale=guidance_min, max_guidance_scale=guidance_max, fps=options.fps,
             motion_bucket_id=options.motion_bucket_id, noise_aug_strength=options.noise_aug_strength,
             decode_chunk_size=options.decode_chunk_size, generator=generator, output_type="np",
-            callback_on_step_end=on_step,
+            callback_on_step_end=denoising_callback(progress, steps),
         ).frames[0]
         progress("decoding", 1, 1)
         return GeneratedVideo(
-            frames=(np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8),
+            frames=to_uint8_video(video),
             fps=self.preset.native.fps,
             shot_frames=inputs.shot_frames,
             metadata={
@@ -198,38 +183,14 @@ class TrajectoryAttention(TrajPipeline):
 
     def preview(self, shot, params: GenerateParams) -> np.ndarray:
         """The tracks drawn over the first frame, (25, H, W, 3) uint8 at the shot's size."""
-        options = _options(params)
-        if shot.first_frame is None:
-            raise PipelineInputError("first_frame: the bundle has no first-frame render; re-export with renders on")
-        return cond.draw_preview(shot.first_frame, self._tracks(shot, params, options)[0])
+        options = parse_options(TrajectoryAttentionOptions, params)
+        first_frame = require_first_frame(shot)
+        return cond.draw_preview(first_frame, self._tracks(shot, params, options)[0])
 
     def resident_bytes(self) -> int:
-        return sum(
-            t.numel() * t.element_size()
-            for module in (self.pipe.image_encoder, self.pipe.vae, self.pipe.unet)
-            for t in (*module.parameters(), *module.buffers())
-            if t.device.type == self.device.type
-        )
+        return bytes_on_device((self.pipe.image_encoder, self.pipe.vae, self.pipe.unet), self.device)
 
     @classmethod
     def build_tiny(cls, root: Path) -> None:
         """Tiny random SVD + branch weights in the real layouts (:mod:`.tiny`)."""
         tiny.build(Path(root))
-
-
-def _apply_memory_mode(pipe: TrajectoryAttentionSVDPipeline, mode: MemoryMode, device: torch.device) -> str:
-    """Place the pipeline for ``mode`` (DESIGN's memory modes); returns what was applied. The temporal VAE has no
-    tiling in diffusers; ``decode_chunk_size`` is its memory knob."""
-    if device.type != "cuda":
-        pipe.to(device)
-        return "resident"
-    if mode == "resident":
-        pipe.to(device)
-    elif mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "group_offload":
-        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                  num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
-    return mode

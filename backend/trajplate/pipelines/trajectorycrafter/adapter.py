@@ -16,12 +16,25 @@ import av
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...conditioning import trajectorycrafter as cond
-from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...params import GenerateParams, MemoryMode
 from ...presets import Preset
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from ..common import (
+    LOCAL_ONLY,
+    apply_memory_mode,
+    bytes_on_device,
+    check_memory_mode,
+    denoising_callback,
+    parse_options,
+    resolve_guidance,
+    resolve_negative_prompt,
+    resolve_steps,
+    shot_prompt,
+    to_uint8_video,
+)
 from .depth import DepthEstimator
 from .loading import load_pipeline, save_tiny_weights
 from .pipeline import TrajectoryCrafterPipeline
@@ -47,8 +60,10 @@ class TrajectoryCrafterOptions(BaseModel):
         None, description="the authors' target [θ°, φ°, r, x m, y m]: orbit up/right around the centre pixel of "
                           "frame 0, dolly r × its distance, pan; instead of target_w2c")
     source_video: str | None = Field(
-        None, description="path of a take (video file) on the machine running the job, to re-shoot instead of the "
-                          "shot's render; its depth is estimated and aligned to the exact depth of frame 0")
+        None, json_schema_extra=LOCAL_ONLY,
+        description="path of a take (video file) on the machine running the job, to re-shoot instead of the shot's "
+                    "render; its depth is estimated and aligned to the exact depth of frame 0; `trajplate run` only, "
+                    "the HTTP API refuses it")
     depth_model: str | None = Field(None, description="depth model repo id or folder (default: the preset's)")
     quality_suffix: bool = Field(True, description="append the authors' quality suffix to the prompt")
     vae_tiling: bool | None = Field(None, description="tiled VAE decode; default: on in offload modes only")
@@ -63,27 +78,10 @@ class CrafterInputs:
     depth_alignment: tuple[float, float] | None = None
 
 
-def _options(params: GenerateParams) -> TrajectoryCrafterOptions:
-    try:
-        return TrajectoryCrafterOptions.model_validate(params.options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PipelineInputError(f"options.{field}: {first['msg']}; valid options: "
-                                 f"{', '.join(TrajectoryCrafterOptions.model_fields)}") from exc
-
-
 def compose_prompt(shot, params: GenerateParams, suffix: bool) -> str:
     """params.prompt, else the shot's scene prompt, else its entity and location prompts; plus the authors' suffix
     (their BLIP-2 caption has no final period; the suffix starts with one)."""
-    text = (params.prompt or "").strip() or shot.meta.scene_prompt.strip()
-    if not text:
-        parts = [e.prompt.strip() for e in shot.meta.entities if e.prompt.strip()]
-        parts += [shot.meta.location_prompt.strip()] if shot.meta.location_prompt.strip() else []
-        text = ", ".join(parts)
-    if not text:
-        raise PipelineInputError("prompt: empty — neither the job nor the shot has a scene, entity or location "
-                                 "prompt. Fix: write a scene prompt in the add-on's panel or pass `prompt`.")
+    text = shot_prompt(shot, params, sep=", ")
     return text.rstrip(". ") + QUALITY_SUFFIX if suffix else text
 
 
@@ -128,15 +126,14 @@ class TrajectoryCrafter(TrajPipeline):
         ``resident`` can act (the others are validated and recorded). Raises PipelineInputError for an unknown memory
         mode or a variant (there are none) and WeightsError for missing folders or keys.
         """
-        if memory_mode not in MEMORY_MODES:
-            raise PipelineInputError(f"memory_mode: {memory_mode!r} is unknown; valid: {', '.join(MEMORY_MODES)}")
+        check_memory_mode(memory_mode)
         if variant is not None:
             raise PipelineInputError(f"variant: TrajectoryCrafter has no variants; got {variant!r}")
         device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(base_dir, adapter_dir, scheduler=preset.defaults.scheduler, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
-        applied = _apply_memory_mode(pipe, memory_mode, device)
+        applied = apply_memory_mode(pipe, memory_mode, device)
         tiny_depth = Path(base_dir).parent / TINY_DEPTH_FOLDER
         ref = preset.extra_weights.get("depth")
         if tiny_depth.is_dir():  # tiny weights carry their own depth model
@@ -178,7 +175,7 @@ class TrajectoryCrafter(TrajPipeline):
         return self._depth
 
     def prepare(self, shot, params: GenerateParams) -> CrafterInputs:
-        options = _options(params)
+        options = parse_options(TrajectoryCrafterOptions, params)
         source, alignment = self._source(shot, options)
         target = cond.Target(
             w2c=None if options.target_w2c is None else _matrices("target_w2c", options.target_w2c, 4),
@@ -192,23 +189,13 @@ class TrajectoryCrafter(TrajPipeline):
         )
         return CrafterInputs(
             conditioning=conditioning, prompt=compose_prompt(shot, params, options.quality_suffix),
-            negative_prompt=params.negative_prompt if params.negative_prompt is not None
-            else self.preset.defaults.negative_prompt,
+            negative_prompt=resolve_negative_prompt(params, self.preset),
             options=options, depth_alignment=alignment,
         )
 
-    def _steps(self, params: GenerateParams) -> int:
-        if params.steps is not None:
-            return params.steps
-        if params.tier is not None:
-            if params.tier not in self.preset.tiers:
-                raise PipelineInputError(f"tier: {params.tier!r} is unknown; valid: {', '.join(self.preset.tiers)}")
-            return self.preset.tiers[params.tier].steps
-        return self.preset.defaults.steps
-
     def generate(self, inputs: CrafterInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
-        steps = self._steps(params)
-        guidance = params.guidance if params.guidance is not None else self.preset.defaults.guidance
+        steps = resolve_steps(params, self.preset)
+        guidance = resolve_guidance(params, self.preset)
         tiling = inputs.options.vae_tiling
         if tiling if tiling is not None else self.applied_memory_mode != "resident":
             self.pipe.vae.enable_tiling()
@@ -216,20 +203,14 @@ class TrajectoryCrafter(TrajPipeline):
             self.pipe.vae.disable_tiling()
         c = inputs.conditioning
 
-        def on_step(_pipe, i: int, _t, _kwargs: dict) -> dict:
-            progress("denoising", i + 1, steps)
-            if i + 1 == steps:
-                progress("decoding", 0, 1)
-            return {}
-
         progress("conditioning", 0, 1)
         generator = torch.Generator(self.device).manual_seed(params.seed)
         video = self.pipe(
             render=torch.from_numpy(c.render), holes=torch.from_numpy(c.holes),
             reference=torch.from_numpy(c.reference), prompt=inputs.prompt, negative_prompt=inputs.negative_prompt,
-            num_inference_steps=steps, guidance_scale=guidance, generator=generator, callback_on_step_end=on_step,
+            num_inference_steps=steps, guidance_scale=guidance, generator=generator, callback_on_step_end=denoising_callback(progress, steps),
         )
-        frames = (np.clip(video[c.keep:], 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        frames = to_uint8_video(video[c.keep:])
         return GeneratedVideo(
             frames=frames, fps=self.preset.native.fps, shot_frames=c.shot_frames,
             metadata={
@@ -248,12 +229,7 @@ class TrajectoryCrafter(TrajPipeline):
         return cond.preview(self.prepare(shot, params).conditioning)
 
     def resident_bytes(self) -> int:
-        return sum(
-            t.numel() * t.element_size()
-            for module in (self.pipe.text_encoder, self.pipe.vae, self.pipe.transformer)
-            for t in (*module.parameters(), *module.buffers())
-            if t.device.type == self.device.type
-        )
+        return bytes_on_device((self.pipe.text_encoder, self.pipe.vae, self.pipe.transformer), self.device)
 
     @classmethod
     def build_tiny(cls, root: Path) -> None:
@@ -269,20 +245,3 @@ def _matrices(name: str, value: list[Any], n: int) -> np.ndarray:
     if array.shape[-2:] != (n, n) or array.ndim not in (2, 3):
         raise PipelineInputError(f"options.{name}: shape {array.shape}; expected ({n}, {n}) or (L, {n}, {n})")
     return array.reshape(-1, n, n)
-
-
-def _apply_memory_mode(pipe: TrajectoryCrafterPipeline, mode: MemoryMode, device: torch.device) -> str:
-    """Place the pipeline for ``mode`` (DESIGN's memory modes); returns what was applied."""
-    if device.type != "cuda":
-        pipe.to(device)
-        return "resident"
-    if mode == "resident":
-        pipe.to(device)
-    elif mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "group_offload":
-        pipe.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                  num_blocks_per_group=1, use_stream=True, exclude_modules=["vae"])
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
-    return mode

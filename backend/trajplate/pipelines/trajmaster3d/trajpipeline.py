@@ -13,24 +13,22 @@ Where we knowingly differ from the authors (docs/pipelines/trajmaster3d.md has t
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import CogVideoXPipeline
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...conditioning.trajmaster3d import MAX_ENTITY_TOKENS, TrajMasterInputs, condition, preview
-from ...jobs.runner import effective_settings
-from ...params import MEMORY_MODES, GenerateParams, MemoryMode
+from ...params import GenerateParams, MemoryMode
 from ...presets import Preset
 from ...shot import Shot
+from .. import common
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
+from ..common import check_memory_mode, denoising_callback, effective_settings, parse_options, to_uint8_video
 from .loading import load_pipeline, save_tiny_weights
 from .pipeline import TrajMaster3DPipeline
-
-logger = logging.getLogger(__name__)
 
 
 class TrajMaster3DOptions(BaseModel):
@@ -50,30 +48,17 @@ class TrajMaster3DOptions(BaseModel):
 
 
 def apply_memory_mode(pipe: CogVideoXPipeline, mode: str, device: torch.device) -> None:
-    """Place ``pipe`` on ``device`` in one of DESIGN's memory modes (diffusers' offload calls).
+    """Place ``pipe`` on ``device`` in one of DESIGN's memory modes (:func:`~..common.apply_memory_mode`).
 
-    On a CPU device there is nothing to offload to, so every mode runs resident (logged). Offloading modes also turn
-    on VAE tiling and slicing, as the authors do. Raises PipelineInputError for an unknown mode.
+    Group offloading covers the VAE too, and offloading modes turn on VAE tiling and slicing, as the authors do; the
+    authors' plain transformer copy (``transformer_ori``, bench and parity only) follows a resident pipeline.
+    Raises PipelineInputError for an unknown mode.
     """
-    if mode not in MEMORY_MODES:
-        raise PipelineInputError(f"memory_mode: {mode!r} is not one of {', '.join(MEMORY_MODES)}")
-    if device.type == "cpu" or mode == "resident":
-        if mode != "resident":
-            logger.warning("memory_mode %s needs an accelerator; running resident on the CPU", mode)
-        pipe.to(device)
-        plain_copy = getattr(pipe, "transformer_ori", None)  # the authors' two-copy annealing (bench, parity)
+    if common.apply_memory_mode(pipe, mode, device, exclude_from_group_offload=()) == "resident":
+        plain_copy = getattr(pipe, "transformer_ori", None)
         if plain_copy is not None:
             plain_copy.to(device)
         return
-    if mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "group_offload":
-        pipe.enable_group_offload(
-            onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-            num_blocks_per_group=1, use_stream=True,
-        )
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
     pipe.vae.enable_tiling()
     pipe.vae.enable_slicing()
 
@@ -105,6 +90,7 @@ class TrajMaster3D(TrajPipeline):
         """
         if variant is not None:
             raise PipelineInputError(f"variant: 3DTrajMaster has no variants (got {variant!r})")
+        check_memory_mode(memory_mode)
         device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(Path(base_dir), Path(adapter_dir), dtype=dtype)
@@ -115,17 +101,9 @@ class TrajMaster3D(TrajPipeline):
     def build_tiny(cls, root: Path) -> None:
         save_tiny_weights(Path(root))
 
-    def _options(self, params: GenerateParams) -> TrajMaster3DOptions:
-        try:
-            return self.Options.model_validate(params.options)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise PipelineInputError(f"options.{where}: {first['msg']}") from exc
-
     def prepare(self, shot: Shot, params: GenerateParams) -> TrajMasterInputs:
         """Poses at the latent frames, entity prompts and the composed prompt (``params.prompt`` replaces it)."""
-        options = self._options(params)
+        options = parse_options(TrajMaster3DOptions, params)
         if params.strength is not None:
             raise PipelineInputError(
                 "strength: 3DTrajMaster has no control weight; use options.lora_scale (domain LoRA, default 0.6) or "
@@ -150,13 +128,10 @@ class TrajMaster3D(TrajPipeline):
 
     def generate(self, inputs: TrajMasterInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
         """Sample at the native size with the authors' annealed sampling; raises Cancelled from ``progress``."""
-        options = self._options(params)
+        options = parse_options(TrajMaster3DOptions, params)
         settings = effective_settings(params, self.preset, inputs.prompt)
         steps = settings["steps"]
         generator = torch.Generator().manual_seed(params.seed)  # a CPU generator, as the authors seed theirs
-
-        def on_step(pipe, index, timestep, tensors):
-            progress("denoising", index + 1, steps)
 
         progress("denoising", 0, steps)
         latents = self.pipe(
@@ -164,12 +139,11 @@ class TrajMaster3D(TrajPipeline):
             negative_prompt=settings["negative_prompt"], num_inference_steps=steps,
             guidance_scale=settings["guidance"], use_dynamic_cfg=options.use_dynamic_cfg,
             annealed_sample_step=options.annealed_sample_step, lora_scale=options.lora_scale, generator=generator,
-            output_type="latent", callback_on_step_end=on_step,
+            output_type="latent", callback_on_step_end=denoising_callback(progress, steps),
         ).frames
-        progress("decoding", 0, 1)
         with torch.no_grad():
             video = self.pipe.video_processor.postprocess_video(self.pipe.decode_latents(latents), output_type="np")
-        frames = np.clip(np.round(video[0] * 255.0), 0, 255).astype(np.uint8)
+        frames = to_uint8_video(video[0])
         progress("decoding", 1, 1)
         return GeneratedVideo(
             frames=frames, fps=self.preset.native.fps, shot_frames=inputs.shot_frames,
