@@ -69,6 +69,16 @@ class TrajPipeline(ABC):
     id: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
 
+    def __init__(self, pipe: Any, preset: Preset, device: str | torch.device | None, memory_mode: MemoryMode,
+                 applied_memory_mode: str):
+        """State every adapter keeps: the diffusers pipeline, its preset, the device, the memory mode the job asked
+        for and the one really applied (without CUDA every mode runs ``resident``)."""
+        self.pipe = pipe
+        self.preset = preset
+        self.device = device
+        self.memory_mode = memory_mode
+        self.applied_memory_mode = applied_memory_mode
+
     @classmethod
     @abstractmethod
     def load(

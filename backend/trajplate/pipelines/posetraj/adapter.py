@@ -76,8 +76,7 @@ class PoseTraj(TrajPipeline):
 
     def __init__(self, pipe: StableVideoDiffusionPipelineControlNet, preset: Preset, device: torch.device,
                  memory_mode: MemoryMode, applied_memory_mode: str):
-        self.pipe, self.preset, self.device = pipe, preset, device
-        self.memory_mode, self.applied_memory_mode = memory_mode, applied_memory_mode
+        super().__init__(pipe, preset, device, memory_mode, applied_memory_mode)
 
     @property
     def has_camera(self) -> bool:

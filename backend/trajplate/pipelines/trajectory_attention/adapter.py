@@ -83,11 +83,7 @@ class TrajectoryAttention(TrajPipeline):
 
     def __init__(self, pipe: TrajectoryAttentionSVDPipeline, preset: Preset, device: torch.device,
                  memory_mode: MemoryMode, applied_memory_mode: str):
-        self.pipe = pipe
-        self.preset = preset
-        self.device = device
-        self.memory_mode = memory_mode
-        self.applied_memory_mode = applied_memory_mode
+        super().__init__(pipe, preset, device, memory_mode, applied_memory_mode)
 
     @classmethod
     def load(cls, preset: Preset, base_dir: Path, adapter_dir: Path, *, device: str | torch.device = "cpu",

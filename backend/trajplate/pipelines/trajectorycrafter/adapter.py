@@ -108,11 +108,7 @@ class TrajectoryCrafter(TrajPipeline):
 
     def __init__(self, pipe: TrajectoryCrafterPipeline, preset: Preset, device: torch.device, memory_mode: MemoryMode,
                  applied_memory_mode: str, depth_default: str, depth_revision: str):
-        self.pipe = pipe
-        self.preset = preset
-        self.device = device
-        self.memory_mode = memory_mode
-        self.applied_memory_mode = applied_memory_mode
+        super().__init__(pipe, preset, device, memory_mode, applied_memory_mode)
         self.depth_default, self.depth_revision = depth_default, depth_revision
         self._depth: DepthEstimator | None = None
 

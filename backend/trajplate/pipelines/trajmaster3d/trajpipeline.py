@@ -28,7 +28,6 @@ from .. import common
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
 from ..common import check_memory_mode, denoising_callback, effective_settings, parse_options, to_uint8_video
 from .loading import load_pipeline, save_tiny_weights
-from .pipeline import TrajMaster3DPipeline
 
 
 class TrajMaster3DOptions(BaseModel):
@@ -47,20 +46,22 @@ class TrajMaster3DOptions(BaseModel):
     use_dynamic_cfg: bool = Field(True, description="CogVideoX's cosine guidance ramp")
 
 
-def apply_memory_mode(pipe: CogVideoXPipeline, mode: str, device: torch.device) -> None:
+def apply_memory_mode(pipe: CogVideoXPipeline, mode: str, device: torch.device) -> str:
     """Place ``pipe`` on ``device`` in one of DESIGN's memory modes (:func:`~..common.apply_memory_mode`).
 
     Group offloading covers the VAE too, and offloading modes turn on VAE tiling and slicing, as the authors do; the
     authors' plain transformer copy (``transformer_ori``, bench and parity only) follows a resident pipeline.
-    Raises PipelineInputError for an unknown mode.
+    Returns the mode applied; raises PipelineInputError for an unknown mode.
     """
-    if common.apply_memory_mode(pipe, mode, device, exclude_from_group_offload=()) == "resident":
+    applied = common.apply_memory_mode(pipe, mode, device, exclude_from_group_offload=())
+    if applied == "resident":
         plain_copy = getattr(pipe, "transformer_ori", None)
         if plain_copy is not None:
             plain_copy.to(device)
-        return
+        return applied
     pipe.vae.enable_tiling()
     pipe.vae.enable_slicing()
+    return applied
 
 
 class TrajMaster3D(TrajPipeline):
@@ -68,9 +69,6 @@ class TrajMaster3D(TrajPipeline):
 
     id = "3dtrajmaster"
     Options = TrajMaster3DOptions
-
-    def __init__(self, pipe: TrajMaster3DPipeline, preset: Preset, memory_mode: str):
-        self.pipe, self.preset, self.memory_mode = pipe, preset, memory_mode
 
     @classmethod
     def load(
@@ -94,8 +92,7 @@ class TrajMaster3D(TrajPipeline):
         device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         pipe = load_pipeline(Path(base_dir), Path(adapter_dir), dtype=dtype)
-        apply_memory_mode(pipe, memory_mode, device)
-        return cls(pipe, preset, memory_mode)
+        return cls(pipe, preset, device, memory_mode, apply_memory_mode(pipe, memory_mode, device))
 
     @classmethod
     def build_tiny(cls, root: Path) -> None:
