@@ -170,13 +170,18 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     valid = np.zeros((n_frames, n_ent), dtype=bool)
     box_3d = np.zeros((n_frames, n_ent, 8, 3))
     obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
+    rigid = [j for j, geo in enumerate(samples.geometry) if not geo.deforms]
+    if rigid:
+        geos = [samples.geometry[j] for j in rigid]
+        box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam[:, rigid], [g.vertices for g in geos],
+                                                        [g.edges for g in geos], K, width, height, samples.clip_start)
+        corners = np.stack([g.bound_box for g in geos])  # (R, 8, 3) local
+        box_3d[:, rigid] = transform(samples.entity_world[:, rigid], corners) * unit_scale
     for j, geo in enumerate(samples.geometry):
+        if not geo.deforms:
+            continue
         world = samples.entity_world[:, j]
         box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
-        if not geo.deforms:
-            box_2d[:, j], valid[:, j] = rigid_boxes(obj_to_cam[:, j], geo.vertices, K, width, height,
-                                                    samples.clip_start, geo.edges)
-            continue
         for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
             cam = transform(w2c_bu[f], transform(world[f], verts))[None]
             box, ok = tight_boxes(cam, K[f:f + 1], width, height, samples.clip_start[f], edges)

@@ -64,52 +64,94 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     return boxes, valid
 
 
-def rigid_boxes(obj_to_cam, vertices, K, width, height, near, edges=None):
-    """:func:`tight_boxes` of rigid geometry at every frame at once.
+def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
+    """:func:`tight_boxes` of the rigid geometry of N entities at every frame, in one pass over all of them.
 
-    obj_to_cam: (F, 4, 4) float64 object-to-OpenCV-camera matrices; vertices: (V, 3) float64 local vertices;
-    K (F, 3, 3); near: scalar or (F,); edges as in :func:`tight_boxes`. Returns the same boxes (F, 4) and valid (F,)
-    bool, bit for bit: when every vertex is in front of the near plane (the common case) the box corners are
-    ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so that is the min and max of the projections) from one
-    matrix product over all frames, instead of projecting every vertex into an (F, V, 2) array.
+    obj_to_cam: (F, N, 4, 4) float64 object-to-OpenCV-camera matrices; vertex_sets: N arrays (V_j, 3) float64 of
+    local vertices; edge_sets: N arrays (E_j, 2) int (as in :func:`tight_boxes`); K (F, 3, 3); near: scalar or (F,).
+    Returns boxes (F, N, 4) and valid (F, N) bool, bit for bit those of :func:`tight_boxes` on the same camera-space
+    points: when every vertex of an entity is in front of the near plane (the common case) its box corners are
+    ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so those are the min and max of the projections),
+    reduced per entity with ``ufunc.reduceat`` over all vertices of all entities at once; an entity reaching behind
+    the near plane goes through :func:`tight_boxes` with its edges.
     """
-    n_frames = len(obj_to_cam)
+    n_frames, n_ent = obj_to_cam.shape[:2]
     near = np.broadcast_to(np.asarray(near, dtype=np.float64), (n_frames,))
-    homogeneous = np.concatenate([vertices.T, np.ones((1, len(vertices)))])  # (4, V)
-    x, y, z = (obj_to_cam[:, :3].reshape(-1, 4) @ homogeneous).reshape(n_frames, 3, -1).transpose(1, 0, 2)
-    if len(vertices) == 0 or (z.min(axis=1) <= near).any():
-        return tight_boxes(np.stack([x, y, z], axis=-1), K, width, height, near, edges)
-    rx, ry = x / z, y / z
-    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
-    lo = np.stack([fx * rx.min(axis=1) + cx, fy * ry.min(axis=1) + cy], axis=1)
-    hi = np.stack([fx * rx.max(axis=1) + cx, fy * ry.max(axis=1) + cy], axis=1)
-    limit = np.array([width, height], dtype=np.float64)
-    lo = np.clip(lo, 0.0, limit)
-    hi = np.clip(hi, 0.0, limit)
-    valid = (hi > lo).all(axis=1)
-    return np.where(valid[:, None], np.concatenate([lo, hi], axis=1), 0.0), valid
+    boxes = np.zeros((n_frames, n_ent, 4))
+    valid = np.zeros((n_frames, n_ent), dtype=bool)
+    sizes = np.array([len(v) for v in vertex_sets], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    # Camera-space x, y, z of every vertex of every entity, (ΣV, 3, F): entity j's rows are one product
+    # (V_j, 4) @ (4, 3F), written in place. That thin shape keeps BLAS single-threaded ((3F, 4) @ (4, V) spins threads
+    # up and costs 5-8x more on small shots), and per-entity reductions become ``reduceat`` over row segments.
+    cam = np.empty((int(sizes.sum()), 3, n_frames))
+    flat = cam.reshape(len(cam), -1)
+    for j, verts in enumerate(vertex_sets):
+        homogeneous = np.concatenate([verts, np.ones((len(verts), 1))], axis=1)  # (V_j, 4)
+        rows = obj_to_cam[:, j, :3].transpose(2, 1, 0).reshape(4, -1)  # (4, 3F), column (i, f) = row i of frame f
+        np.matmul(homogeneous, rows, out=flat[starts[j]:starts[j] + sizes[j]])
+    z = cam[:, 2]  # (ΣV, F)
+    fast = sizes > 0
+    if fast.any():
+        fast[fast] = (np.minimum.reduceat(z, starts[fast], axis=0) > near).all(axis=1)
+    slow = np.flatnonzero(~fast)
+    if fast.any():
+        first = starts[fast]
+        with np.errstate(divide="ignore", invalid="ignore"):  # vertices of slow entities may sit on z = 0
+            ray = cam[:, :2] / z[:, None]  # (ΣV, 2, F): x / z, y / z
+        focal = np.stack([K[:, 0, 0], K[:, 1, 1]])  # (2, F)
+        centre = np.stack([K[:, 0, 2], K[:, 1, 2]])
+        limit = np.array([width, height], dtype=np.float64)[:, None]
+        lo = np.clip(focal * np.minimum.reduceat(ray, first, axis=0) + centre, 0.0, limit)  # (fast, 2, F)
+        hi = np.clip(focal * np.maximum.reduceat(ray, first, axis=0) + centre, 0.0, limit)
+        ok = (hi > lo).all(axis=1)  # (fast, F)
+        boxes[:, fast] = np.where(ok[:, None], np.concatenate([lo, hi], axis=1), 0.0).transpose(2, 0, 1)
+        valid[:, fast] = ok.T
+    for j in slow:
+        points = cam[starts[j]:starts[j] + sizes[j]].transpose(2, 0, 1)  # (F, V_j, 3)
+        boxes[:, j], valid[:, j] = tight_boxes(points, K, width, height, near, edge_sets[j])
+    return boxes, valid
+
+
+def _quaternion_candidates():
+    """(10, 20) float64: [1, m00, m01, m02, m10, ..., m22] @ this = 4 candidate rows (4·q_i·q for i = w, x, y, z,
+    16 columns) and the 4 numbers whose largest picks the best-conditioned row (tr, m00, m11, m22)."""
+    a = np.zeros((10, 20))
+    m = {(i, j): 1 + 3 * i + j for i in range(3) for j in range(3)}  # row of m_ij in the input vector
+    rows = [  # candidate i: 4 entries, each {input row: coefficient}
+        [{0: 1, m[0, 0]: 1, m[1, 1]: 1, m[2, 2]: 1}, {m[2, 1]: 1, m[1, 2]: -1}, {m[0, 2]: 1, m[2, 0]: -1},
+         {m[1, 0]: 1, m[0, 1]: -1}],
+        [{m[2, 1]: 1, m[1, 2]: -1}, {0: 1, m[0, 0]: 1, m[1, 1]: -1, m[2, 2]: -1}, {m[0, 1]: 1, m[1, 0]: 1},
+         {m[0, 2]: 1, m[2, 0]: 1}],
+        [{m[0, 2]: 1, m[2, 0]: -1}, {m[0, 1]: 1, m[1, 0]: 1}, {0: 1, m[0, 0]: -1, m[1, 1]: 1, m[2, 2]: -1},
+         {m[1, 2]: 1, m[2, 1]: 1}],
+        [{m[1, 0]: 1, m[0, 1]: -1}, {m[0, 2]: 1, m[2, 0]: 1}, {m[1, 2]: 1, m[2, 1]: 1},
+         {0: 1, m[0, 0]: -1, m[1, 1]: -1, m[2, 2]: 1}],
+    ]
+    for i, row in enumerate(rows):
+        for k, entry in enumerate(row):
+            for src, coef in entry.items():
+                a[src, 4 * i + k] = coef
+    for k, src in enumerate(([m[0, 0], m[1, 1], m[2, 2]], [m[0, 0]], [m[1, 1]], [m[2, 2]])):
+        a[src, 16 + k] = 1
+    return a
+
+
+_CANDIDATES = _quaternion_candidates()
 
 
 def quaternions_wxyz(rot):
     """Unit quaternions (w, x, y, z) of proper rotation matrices: (F, ..., 3, 3) float64 -> (F, ..., 4) float64.
 
+    Each matrix gives 4 candidate rows ``4·q_i·q`` (Shepperd's method); the row of the largest of (trace, m00, m11,
+    m22) keeps the division well conditioned. All of them are linear in the entries, so one matrix product makes them.
     Signs are chosen along the first (frame) axis so consecutive quaternions have a non-negative dot product
     (no 360° jumps when interpolating); the first frame has w >= 0.
     """
-    m = rot
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Each row is 4·q_i·q for the component i that is largest, which keeps the division well conditioned.
-    cands = np.stack([
-        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                  m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], -2)
-    diag = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
-    best = np.take_along_axis(cands, diag.argmax(-1)[..., None, None], -2)[..., 0, :]
+    flat = np.concatenate([np.ones((*rot.shape[:-2], 1)), rot.reshape(*rot.shape[:-2], 9)], axis=-1)
+    mixed = flat @ _CANDIDATES  # (..., 20)
+    pick = mixed[..., 16:].argmax(-1)
+    best = np.take_along_axis(mixed[..., :16].reshape(*rot.shape[:-2], 4, 4), pick[..., None, None], -2)[..., 0, :]
     q = best / np.linalg.norm(best, axis=-1, keepdims=True)
     if not len(q):
         return q

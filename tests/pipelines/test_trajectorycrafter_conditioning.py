@@ -73,6 +73,37 @@ def test_occluded_points_lose_the_z_test():
     assert not holes[0, 17:31, 10:15].any()
 
 
+def test_a_source_twice_as_dense_as_the_output_is_thinned_without_moving_the_geometry():
+    """A 160×96 source of a plane at 4 m rendered into the 80×48 output: the identity camera gives the average of
+    every 2×2 block with no holes, and after a camera move the dots land where the analytic homography puts them."""
+    rgb = np.random.default_rng(3).integers(0, 256, (1, 2 * H, 2 * W, 3), dtype=np.uint8)
+    depth = np.full((1, 2 * H, 2 * W), 4.0, np.float32)
+    k2 = (np.diag([2.0, 2.0, 1.0]) @ K)[None]  # the same camera at twice the resolution
+    eye = np.eye(4)[None]
+    _, _, k_thin = tc.match_density(rgb, depth, k2, (W, H))
+    np.testing.assert_allclose(k_thin, K[None])
+    render, holes = tc.render_point_clouds(rgb, depth, eye, k2, eye, K[None], (W, H))
+    assert not holes.any()
+    blocks = rgb[0].reshape(H, 2, W, 2, 3).mean((1, 3)) / 255.0
+    np.testing.assert_allclose(render[0], blocks, rtol=0, atol=0.51 / 255)  # INTER_AREA rounds to uint8
+
+    dots = [(20.5, 12.5), (40.5, 24.5), (61.5, 30.5)]  # output pixel centres; each dot is a 2×2 source block
+    rgb = np.zeros((1, 2 * H, 2 * W, 3), np.uint8)
+    for x, y in dots:
+        rgb[0, int(2 * y) - 1:int(2 * y) + 1, int(2 * x) - 1:int(2 * x) + 1] = 255
+    t = np.array([0.3, -0.2, 0.5])
+    render, _ = tc.render_point_clouds(rgb, depth, eye, k2, _w2c(t)[None], K[None], (W, H))
+    image = render[0, ..., 0]
+    for x, y in dots:
+        point = 4.0 * np.linalg.inv(K) @ [x, y, 1.0] - t
+        u, v, _ = K @ point / point[2]
+        cx, cy = int(u), int(v)
+        window = image[cy - 2:cy + 3, cx - 2:cx + 3]
+        ys, xs = np.mgrid[cy - 2:cy + 3, cx - 2:cx + 3] + 0.5
+        centroid = np.array([(window * xs).sum(), (window * ys).sum()]) / window.sum()
+        assert np.hypot(*(centroid - [u, v])) < 0.5
+
+
 def test_depth_alignment_recovers_an_affine_inverse_depth_exactly():
     rng = np.random.default_rng(2)
     true = rng.uniform(0.8, 12.0, (5, H, W))

@@ -19,7 +19,9 @@ that reached that pixel, so occluded points lose. Background pixels (``inf`` dep
 infinity (direction only: rotation and K move them, translation does not) and lose to every finite point. A target
 pixel with no surviving contribution is a hole (the authors' rule: weight > 0 is valid). The render goes straight to
 the native 672×384 by scaling the target K (the authors warp at 1024×576 and then resize, which is the same
-anisotropic stretch up to resampling). Everything is vectorised PyTorch and runs on the device of its inputs.
+anisotropic stretch up to resampling). A source denser than the output is first thinned to one point per output
+pixel (:func:`match_density`: the authors' 1:1 density, at 43 % of the cost for a 1024×576 source). Everything is
+vectorised PyTorch and runs on the device of its inputs.
 
 Time map (``sample``): diffusion frame ``j`` of ``T`` shows source frame ``floor(j·(S−1)/(T−1) + 0.5)`` of the ``S``
 source frames (the nearest to an even spread; nothing is interpolated). Modes as the authors define them:
@@ -113,46 +115,109 @@ def splat(
     relative = dst_w2c.double() @ torch.linalg.inv(src_w2c.double())  # source camera -> target camera
     rays = torch.linalg.inv(src_K.double())  # pixel -> ray at z = 1
     rot = (dst_K.double() @ relative[:, :3, :3] @ rays).float()  # (B, 3, 3): pixel of a ray -> target pixel·z
-    shift = (dst_K.double() @ relative[:, :3, 3:]).float()  # (B, 3, 1): translation in target pixel·z units
-    ys, xs = torch.meshgrid(torch.arange(h_src, device=device, dtype=torch.float32) + 0.5,
-                            torch.arange(w_src, device=device, dtype=torch.float32) + 0.5, indexing="ij")
-    pix = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(h_src * w_src, device=device)])  # (3, N)
-    render = torch.zeros(b, 3, h_out, w_out, device=device)
-    holes = torch.ones(b, h_out, w_out, dtype=torch.bool, device=device)
+    shift = (dst_K.double() @ relative[:, :3, 3:])[..., 0].float()  # (B, 3): translation in target pixel·z units
+    xs = torch.arange(w_src, device=device, dtype=torch.float32) + 0.5  # source pixel centres (pixel-corner origin)
+    ys = torch.arange(h_src, device=device, dtype=torch.float32)[:, None] + 0.5
+    # Accumulators on the output grid padded by 2 pixels on every side: a point whose corner x0 is clamped to
+    # [-2, w] has all 4 corners inside the padded grid, and those of a point that lands off the image fall in the
+    # padding, which is dropped. Points with no projection go to a "dump" slot past the grid. So every point keeps its
+    # place in every tensor: no bounds masks, no boolean compaction passes.
+    pad = 2
+    wp, hp = w_out + 2 * pad, h_out + 2 * pad
+    dump = hp * wp
+    corner_offset = torch.tensor([0, 1, wp, wp + 1], device=device)[:, None]  # top-left, top-right, bottom-l., bottom-r.
+    nearest = torch.empty(dump + wp + 2, device=device)
+    total = torch.empty(4, dump + wp + 2, device=device)
+    corners = torch.empty(4, h_src * w_src, device=device)
+    rgb1 = torch.ones(4, 1, h_src * w_src, device=device)  # (1, r, g, b): weight and colour accumulate in one pass
+    render = torch.empty(b, 3, h_out, w_out, device=device)
+    holes = torch.empty(b, h_out, w_out, dtype=torch.bool, device=device)
     for i in range(b):  # one frame at a time bounds memory at 4·H·W contributions
         z = depth[i].reshape(-1).float()
-        finite = torch.isfinite(z) & (z > 0)
-        at_infinity = torch.isposinf(z)
-        keep = finite | at_infinity
-        zs = torch.where(finite, z, torch.ones_like(z))[keep]
-        # finite point: rot·pix·z + shift; point at infinity: direction rot·pix only
-        proj = rot[i] @ pix[:, keep] * zs + shift[i] * finite[keep].float()
-        front = proj[2] > 1e-9
-        proj, zbuf = proj[:, front], torch.where(finite[keep][front], proj[2, front], torch.inf)
-        colour = frames[i].reshape(3, -1)[:, keep][:, front]
-        x = proj[0] / proj[2] - 0.5  # DESIGN: pixel-corner coordinates -> integer pixel centres
-        y = proj[1] / proj[2] - 0.5
+        ahead = z > 0  # finite or +inf; NaN and z <= 0 are dropped
+        finite = ahead & (z < torch.inf)
+        # finite point: rot·pix·z + shift; point at infinity: direction rot·pix only (the shift is masked off)
+        r, t, zf, keep_shift = rot[i], shift[i].tolist(), torch.where(finite, z, 1.0), finite.float()
+        proj = [torch.addcmul(keep_shift * t[k], (r[k, 0] * xs + r[k, 1] * ys + r[k, 2]).view(-1), zf) for k in range(3)]
+        valid = ahead & (proj[2] > 1e-9)
+        z_safe = torch.where(valid, proj[2], 1.0)
+        x = proj[0].div_(z_safe).sub_(0.5)  # DESIGN: pixel-corner coordinates -> integer pixel centres
+        y = proj[1].div_(z_safe).sub_(0.5)
         x0, y0 = torch.floor(x), torch.floor(y)
-        fx, fy = x - x0, y - y0
-        corners = []  # (flat index, bilinear weight, depth) per corner; misses get weight 0, depth inf, index 0
-        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-            cx, cy = x0 + dx, y0 + dy
-            hit = (wgt > MIN_SPLAT_WEIGHT) & (cx >= 0) & (cx < w_out) & (cy >= 0) & (cy < h_out)
-            index = torch.where(hit, cy * w_out + cx, 0.0).long()
-            corners.append((index, torch.where(hit, wgt, 0.0), torch.where(hit, zbuf, torch.inf)))
-        nearest = torch.full((h_out * w_out,), torch.inf, device=device)
-        for index, _, zc in corners:
-            nearest.scatter_reduce_(0, index, zc, "amin")
-        acc = torch.zeros(4, h_out * w_out, device=device)
-        for index, wgt, zc in corners:
-            wgt = torch.where(zc <= nearest[index] * (1 + z_tolerance), wgt, 0.0)  # the z-test
-            acc[3] += torch.bincount(index, weights=wgt, minlength=h_out * w_out)
-            for ch in range(3):
-                acc[ch] += torch.bincount(index, weights=colour[ch] * wgt, minlength=h_out * w_out)
-        covered = acc[3] > 0
-        out = torch.where(covered, acc[:3] / acc[3].clamp_min(1e-12), 0.0)
-        render[i] = out.reshape(3, h_out, w_out)
-        holes[i] = ~covered.reshape(h_out, w_out)
+        fx, fy = x.sub_(x0), y.sub_(y0)
+        gx, gy = 1 - fx, 1 - fy
+        base = torch.where(valid, y0.clamp_(-pad, h_out).mul_(wp).add_(x0.clamp_(-pad, w_out)), dump - pad * wp - pad)
+        index = (base.long().add_(pad * wp + pad) + corner_offset).view(-1)  # (4·N,) padded flat index per corner
+        for k, (a, c) in enumerate(((gx, gy), (fx, gy), (gx, fy), (fx, fy))):
+            torch.mul(a, c, out=corners[k])
+        # bilinear weights below MIN_SPLAT_WEIGHT are float noise of an integer landing: no coverage, no z-buffer entry
+        weight = F.threshold(corners, MIN_SPLAT_WEIGHT, 0.0).view(-1)
+        zc = torch.where(weight.view(4, -1) > 0, torch.where(finite, proj[2], torch.inf), torch.inf).view(-1)
+        nearest.fill_(torch.inf).scatter_reduce_(0, index, zc, "amin").mul_(1 + z_tolerance)
+        weight.masked_fill_(zc > nearest.take(index), 0.0)  # the z-test: occluded contributions get no weight
+        rgb1[1:, 0] = frames[i].reshape(3, -1)
+        total.zero_().index_add_(1, index, (rgb1 * weight.view(1, 4, -1)).view(4, -1))  # (Σw, Σw·r, Σw·g, Σw·b)
+        grid = total[:, :dump].view(4, hp, wp)[:, pad:-pad, pad:-pad]
+        covered = grid[0] > 0
+        render[i] = torch.where(covered, grid[1:] / grid[0].clamp_min(1e-12), 0.0)
+        holes[i] = ~covered
+    return render, holes
+
+
+def match_density(
+    rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, out_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin a source denser than the output to one point per output pixel before :func:`splat`.
+
+    The authors splat 1:1 (1024×576 onto 1024×576) and then resize to the native size; a point cloud as dense as the
+    output is the same density, and splatting 2.3× more points into the same pixels mostly adds cost. Colour is
+    area-averaged (``cv2.INTER_AREA``); depth is resampled with ``cv2.INTER_NEAREST_EXACT`` (a real depth sample, never
+    an average across a silhouette, so no flying points); K is scaled per axis to the new grid (pixel-corner origin).
+    A source no denser than the output is returned unchanged.
+
+    rgb: (S, H, W, 3) uint8. depth: (S, H, W) float32 planar metres. K: (S, 3, 3) pixels at W×H. out_size: (w, h).
+    Returns ``(rgb, depth, K)`` at ``out_size`` (or the inputs).
+    """
+    w_out, h_out = out_size
+    h_src, w_src = depth.shape[-2:]
+    if h_src * w_src <= w_out * h_out:
+        return rgb, depth, K
+    rgb = np.stack([cv2.resize(f, out_size, interpolation=cv2.INTER_AREA) for f in rgb])
+    depth = np.stack([cv2.resize(d, out_size, interpolation=cv2.INTER_NEAREST_EXACT) for d in depth])
+    return rgb, depth, scale_intrinsics(K, (w_src, h_src), out_size)
+
+
+def render_point_clouds(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    src_w2c: np.ndarray,
+    src_K: np.ndarray,
+    dst_w2c: np.ndarray,
+    dst_K: np.ndarray,
+    out_size: tuple[int, int],
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The re-projection stage: :func:`match_density`, then :func:`splat` on ``device``, a chunk of frames at a time.
+
+    rgb: (T, H, W, 3) uint8 source frames; depth (T, H, W) planar metres (``inf`` background); src_w2c / dst_w2c
+    (T, 4, 4) OpenCV world-to-camera; src_K (T, 3, 3) pixels at W×H; dst_K (T, 3, 3) pixels at ``out_size`` (w, h).
+    Returns ``(render, holes)``: (T, h, w, 3) float32 [0, 1], black at holes; (T, h, w) bool.
+    """
+    dev = torch.device(device)
+    num, (w, h) = rgb.shape[0], out_size
+    render = np.empty((num, h, w, 3), np.float32)
+    holes = np.empty((num, h, w), bool)
+    chunk = 8  # frames per splat call: bounds host->device copies without a per-frame Python round trip
+    for start in range(0, num, chunk):
+        sl = slice(start, min(start + chunk, num))
+        frames, dep, K = match_density(rgb[sl], np.ascontiguousarray(depth[sl], np.float32), src_K[sl], out_size)
+        out, hole = splat(
+            torch.from_numpy(frames).to(dev).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(dep).to(dev),
+            *(torch.from_numpy(np.ascontiguousarray(m, np.float64)).to(dev) for m in (src_w2c[sl], K, dst_w2c[sl], dst_K[sl])),
+            out_size,
+        )
+        render[sl] = out.permute(0, 2, 3, 1).cpu().numpy()
+        holes[sl] = hole.cpu().numpy()
     return render, holes
 
 
@@ -365,21 +430,9 @@ def build_conditioning(
     target_K = scale_intrinsics(target_K, (src_w, src_h), (width, height))
 
     source_index = np.concatenate([np.full(lead, tail[0]), tail]).astype(np.int64)
-    dev = torch.device(device)
-    render = np.empty((num_frames, height, width, 3), np.float32)
-    holes = np.empty((num_frames, height, width), bool)
-    chunk = 8  # frames per splat call: bounds host->device copies without a per-frame Python round trip
-    for start in range(0, num_frames, chunk):
-        idx = source_index[start:start + chunk]
-        sl = slice(start, start + len(idx))
-        frames = torch.from_numpy(source.rgb[idx]).to(dev).permute(0, 3, 1, 2).float() / 255.0
-        out, hole = splat(
-            frames, torch.from_numpy(np.ascontiguousarray(source.depth[idx], np.float32)).to(dev),
-            torch.from_numpy(source.w2c[idx]).to(dev), torch.from_numpy(source.K[idx]).to(dev),
-            torch.from_numpy(target_w2c[sl]).to(dev), torch.from_numpy(target_K[sl]).to(dev), (width, height),
-        )
-        render[sl] = out.permute(0, 2, 3, 1).cpu().numpy()
-        holes[sl] = hole.cpu().numpy()
+    render, holes = render_point_clouds(
+        source.rgb[source_index], source.depth[source_index], source.w2c[source_index], source.K[source_index],
+        target_w2c, target_K, (width, height), device)
 
     ref_idx = tail[:REFERENCE_FRAMES]
     ref = torch.from_numpy(source.rgb[ref_idx]).permute(0, 3, 1, 2).float() / 255.0
