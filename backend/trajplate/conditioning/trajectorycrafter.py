@@ -94,12 +94,13 @@ def splat(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render point clouds of source frames into target cameras with a z-buffered bilinear splat.
 
-    frames: (B, 3, H, W) float in [0, 1], RGB. depth: (B, H, W) planar camera z in metres, ``inf`` = background at
+    frames: (B, 3, H, W) RGB, float in [0, 1] or uint8. depth: (B, H, W) planar camera z in metres, ``inf`` = background at
     infinity (NaN and z <= 0 are dropped). src_w2c / dst_w2c: (B, 4, 4) world-to-camera, OpenCV axes, metres.
     src_K: (B, 3, 3) pixels at W×H; dst_K: (B, 3, 3) pixels at ``out_size`` = (w, h); both with the pixel-corner
     origin (pixel centres at +0.5). Runs on the device of ``frames``; matrices are composed in float64.
 
-    Returns ``(render, holes)``: render (B, 3, h, w) float32 in [0, 1], black at holes; holes (B, h, w) bool, True where
+    Returns ``(render, holes)``: render (B, 3, h, w) float32 in [0, 1], black at holes, in channels-last memory (its
+    ``permute(0, 2, 3, 1)`` is contiguous); holes (B, h, w) bool, True where
     no point landed. Raises ValueError naming the argument whose shape is wrong.
     """
     b, c, h_src, w_src = frames.shape
@@ -129,8 +130,9 @@ def splat(
     nearest = torch.empty(dump + wp + 2, device=device)
     total = torch.empty(4, dump + wp + 2, device=device)
     corners = torch.empty(4, h_src * w_src, device=device)
-    rgb1 = torch.ones(4, 1, h_src * w_src, device=device)  # (1, r, g, b): weight and colour accumulate in one pass
-    render = torch.empty(b, 3, h_out, w_out, device=device)
+    rgb1 = torch.ones(4, h_src * w_src, device=device)  # (1, r, g, b): weight and colour accumulate in one pass
+    scale = 1.0 / 255.0 if frames.dtype == torch.uint8 else 1.0
+    render = torch.empty(b, h_out, w_out, 3, device=device).permute(0, 3, 1, 2)  # channels-last memory
     holes = torch.empty(b, h_out, w_out, dtype=torch.bool, device=device)
     for i in range(b):  # one frame at a time bounds memory at 4·H·W contributions
         z = depth[i].reshape(-1).float()
@@ -155,8 +157,10 @@ def splat(
         zc = torch.where(weight.view(4, -1) > 0, torch.where(finite, proj[2], torch.inf), torch.inf).view(-1)
         nearest.fill_(torch.inf).scatter_reduce_(0, index, zc, "amin").mul_(1 + z_tolerance)
         weight.masked_fill_(zc > nearest.take(index), 0.0)  # the z-test: occluded contributions get no weight
-        rgb1[1:, 0] = frames[i].reshape(3, -1)
-        total.zero_().index_add_(1, index, (rgb1 * weight.view(1, 4, -1)).view(4, -1))  # (Σw, Σw·r, Σw·g, Σw·b)
+        torch.mul(frames[i].reshape(3, -1), scale, out=rgb1[1:])
+        total.zero_()  # rows: Σw, Σw·r, Σw·g, Σw·b
+        for k in range(4):  # a corner at a time: a (4, N) product stays in cache where (4, 4N) would not
+            total.index_add_(1, index.view(4, -1)[k], rgb1 * weight.view(4, -1)[k])
         grid = total[:, :dump].view(4, hp, wp)[:, pad:-pad, pad:-pad]
         covered = grid[0] > 0
         render[i] = torch.where(covered, grid[1:] / grid[0].clamp_min(1e-12), 0.0)
@@ -212,7 +216,7 @@ def render_point_clouds(
         sl = slice(start, min(start + chunk, num))
         frames, dep, K = match_density(rgb[sl], np.ascontiguousarray(depth[sl], np.float32), src_K[sl], out_size)
         out, hole = splat(
-            torch.from_numpy(frames).to(dev).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(dep).to(dev),
+            torch.from_numpy(frames).to(dev).permute(0, 3, 1, 2), torch.from_numpy(dep).to(dev),
             *(torch.from_numpy(np.ascontiguousarray(m, np.float64)).to(dev) for m in (src_w2c[sl], K, dst_w2c[sl], dst_K[sl])),
             out_size,
         )
