@@ -130,19 +130,31 @@ class Client:
         variants, tiers}]."""
         return self._json("GET", "/pipelines")
 
-    def submit(self, bundle: Path, params: dict, client_job_id: str) -> str:
-        """``POST /v1/jobs`` with the bundle zip and the JSON params; returns the server's job id.
+    def submit(self, bundle: Path, params: dict, client_job_id: str, source_video: Path | None = None) -> str:
+        """``POST /v1/jobs`` with the bundle zip, the JSON params and, optionally, a take's movie file as
+        ``source_video``; returns the server's job id.
 
-        ``client_job_id`` makes a retry idempotent: the server answers with the job it already has.
+        ``client_job_id`` makes a retry idempotent: the server answers with the job it already has. Raises
+        :class:`BackendError` (also when the source video cannot be read here).
         """
         boundary = uuid.uuid4().hex
         parts = []
         for name, value in (("params", json.dumps(params)), ("client_job_id", client_job_id)):
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="bundle"; filename="{Path(bundle).name}"'
-                     "\r\nContent-Type: application/zip\r\n\r\n".encode())
-        parts.append(Path(bundle).read_bytes())
-        parts.append(f"\r\n--{boundary}--\r\n".encode())
+        files = [("bundle", Path(bundle), "application/zip")]
+        if source_video is not None:  # any container FFmpeg decodes; the server probes the content
+            files.append(("source_video", Path(source_video), "application/octet-stream"))
+        for name, path, kind in files:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise BackendError(f"Could not read the {name.replace('_', ' ')} {path}: {exc.strerror or exc}",
+                                   repr(exc)) from exc
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{path.name}"'
+                         f"\r\nContent-Type: {kind}\r\n\r\n".encode())
+            parts.append(data)
+            parts.append(b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
         # An upload is transfer-bound like a download (and the server validates the bundle before answering).
         answer = self._json("POST", "/jobs", b"".join(parts), f"multipart/form-data; boundary={boundary}",
                             self.download_timeout)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from .client import BackendError, Client, DownloadCancelled
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -38,7 +40,9 @@ class JobSpec:
 
     ``scene``: the exported scene; ``sequencer_scene``: the scene whose sequencer gets the take (5.0 can show
     another scene's sequencer). ``params``: the JSON of ``trajplate.params.GenerateParams``. ``frame_start``/``frame_end``: the shot's
-    Blender frame range (inclusive). ``takes_dir``: where the take is saved (absolute).
+    Blender frame range (inclusive). ``takes_dir``: where the take is saved (absolute). ``source_video``: a take's
+    movie file uploaded with the job (absolute), or None. ``redirect``: the .npz the export writes with the redirect
+    camera (:mod:`.export.redirect`), sent as ``options.target_w2c`` / ``options.target_K``, or None.
     """
 
     scene: str
@@ -54,6 +58,8 @@ class JobSpec:
     download_timeout: float = 60.0
     poll_interval: float = 0.5
     bundle: Path | None = None
+    source_video: Path | None = None
+    redirect: Path | None = None
 
 
 @dataclass
@@ -145,6 +151,15 @@ class Export:
         return self.run.bundle
 
 
+def redirect_params(params: dict, path: Path) -> dict:
+    """``params`` with ``options.target_w2c`` ((F, 4, 4) world-to-camera, OpenCV axes, metres) and
+    ``options.target_K`` ((F, 3, 3) pixels) of the redirect camera file at ``path``, as JSON lists (float64 values
+    survive JSON exactly)."""
+    with np.load(path) as arrays:
+        target = {"target_w2c": arrays["camera_w2c_opencv"].tolist(), "target_K": arrays["intrinsics"].tolist()}
+    return {**params, "options": {**(params.get("options") or {}), **target}}
+
+
 def _work(job_id: str, spec: JobSpec, server_id: str | None, client_job_id: str, cancel: threading.Event,
           post: Callable[[str, dict], None]) -> None:
     """Worker thread: submit (unless ``server_id`` is known), poll, download. Never touches ``bpy``."""
@@ -152,7 +167,8 @@ def _work(job_id: str, spec: JobSpec, server_id: str | None, client_job_id: str,
     try:
         if server_id is None:
             post(job_id, {"state": "uploading"})
-            server_id = client.submit(spec.bundle, spec.params, client_job_id)
+            params = spec.params if spec.redirect is None else redirect_params(spec.params, spec.redirect)
+            server_id = client.submit(spec.bundle, params, client_job_id, source_video=spec.source_video)
             post(job_id, {"server_id": server_id, "state": "queued"})
         cancel_sent = False
         failures = 0
@@ -299,9 +315,13 @@ class JobManager:
         self._delete_bundles(done)
 
     def _delete_bundles(self, done: list[Job]) -> None:
+        """Delete the bundles (and redirect camera files) that only ``done`` jobs used."""
         needed = {job.spec.bundle for job in self.jobs} | {e.bundle for e in self.exports}
         for bundle in {job.spec.bundle for job in done} - needed - {None}:
             bundle.unlink(missing_ok=True)
+        needed = {job.spec.redirect for job in self.jobs}
+        for redirect in {job.spec.redirect for job in done} - needed - {None}:
+            redirect.unlink(missing_ok=True)
 
     # -- internals ----------------------------------------------------------------------------------------
 

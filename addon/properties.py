@@ -2,7 +2,8 @@
 
 The pipeline is stored by id (a string), not as an enum index, so a .blend keeps its choice whatever list a
 backend reports. Per-pipeline defaults (steps, CFG, strength) come from the backend's ``GET /v1/pipelines``
-(the presets) and are filled in when the pipeline is picked.
+(the presets) and are filled in when the pipeline is picked. The redirect camera and the source take are used only
+by pipelines that say they take them (``target_w2c`` among their options, ``source_video`` among their input files).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class TRAJPLATE_PG_settings(bpy.types.PropertyGroup):
                                   description="Export the scene's frame range; off: the range below")
     frame_start: IntProperty(name="Start", default=1)
     frame_end: IntProperty(name="End", default=49)
+    redirect_camera: PointerProperty(
+        name="Redirect camera", type=bpy.types.Object, poll=lambda _self, obj: obj.type == "CAMERA",
+        description="The new camera path to re-shoot the source along (camera-redirect pipelines): a second camera "
+                    "of the shot, animated as the take should move")
+    source_take: StringProperty(
+        name="Source", default="",
+        description="Sequencer strip of the take to re-shoot; empty: the shot's own render")
 
     def job_params(self, seed: int) -> dict:
         """The JSON of ``trajplate.params.GenerateParams`` for one seed (unset values: the preset's).

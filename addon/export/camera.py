@@ -63,16 +63,17 @@ def rigid(matrices):
     rounding of Blender's matrices (orthonormal to ~1e-15). Sheared or mirrored ones go through the SVD.
     """
     rot = matrices[..., :3, :3]
-    r = rot / np.sqrt((rot * rot).sum(axis=-2))[..., None, :]
-    c0, c1, c2 = r[..., 0], r[..., 1], r[..., 2]
-    cof = np.stack([_cross(c1, c2), _cross(c2, c0), _cross(c0, c1)], axis=-1)  # det(R) * R^-T, column by column
-    det = (c0 * cof[..., 0]).sum(-1)
-    newton = 0.5 * (r + cof / det[..., None, None])
+    cols = np.swapaxes(rot, -1, -2)  # (..., 3 columns, 3 components): columns as rows, so each is contiguous
+    cols = cols / np.sqrt((cols * cols).sum(axis=-1))[..., None]
+    nxt, nxt2 = cols[..., [1, 2, 0], :], cols[..., [2, 0, 1], :]
+    # cofactor column i = column i+1 × column i+2: det(R) · R^-T, all three crosses at once
+    cof = nxt[..., [1, 2, 0]] * nxt2[..., [2, 0, 1]] - nxt[..., [2, 0, 1]] * nxt2[..., [1, 2, 0]]
+    det = (cols[..., 0, :] * cof[..., 0, :]).sum(-1)
+    newton = 0.5 * (cols + cof / det[..., None, None])
     # Newton from normalised columns converges to the polar factor only when the columns were orthogonal.
-    gram = np.swapaxes(r, -1, -2) @ r
-    slow = (np.abs(gram - np.eye(3)).max(axis=(-1, -2)) > 1e-5) | (det < 0.5)
+    slow = (np.abs((cols * nxt).sum(-1)).max(axis=-1) > 1e-5) | (det < 0.5)
     out = np.zeros(matrices.shape)
-    out[..., :3, :3] = newton
+    out[..., :3, :3] = np.swapaxes(newton, -1, -2)
     if slow.any():
         u, _, vt = np.linalg.svd(rot[slow])
         # A mirrored object (negative scale) gives det -1; flip one axis to stay a proper rotation.
@@ -81,13 +82,6 @@ def rigid(matrices):
     out[..., :3, 3] = matrices[..., :3, 3]
     out[..., 3, 3] = 1.0
     return out
-
-
-def _cross(a, b):
-    """Cross products of (..., 3) arrays; np.cross costs several times more on the small batches here."""
-    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
-    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
-    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
 def w2c_opencv(c2w_blender):
@@ -102,3 +96,19 @@ def w2c_opencv(c2w_blender):
     inv[..., 3, 3] = 1.0
     return BLENDER_TO_OPENCV @ inv
 
+
+def camera_arrays(c2w_rigid, samples, render, unit_scale):
+    """``(c2w, w2c, K)`` of a sampled camera: the one place the export turns camera samples into bundle arrays.
+
+    ``c2w_rigid``: (F, 4, 4) float64 camera-to-world, Blender axes and units, already through :func:`rigid`;
+    ``samples``: :class:`.sampling.Samples` of that camera over F frames (lens, sensor, shift); ``render``: the scene's
+    render settings (output size, pixel aspect); ``unit_scale``: metres per Blender unit. Returns ``c2w`` (F, 4, 4)
+    float64 camera-to-world in Blender camera axes and ``w2c`` (F, 4, 4) float64 world-to-camera in OpenCV axes, both
+    rigid and in metres, and ``K`` (F, 3, 3) float64 in pixels at the output resolution (pixel-corner origin).
+    """
+    width, height = render_size(render)
+    K = intrinsics(samples.lens, samples.sensor_width, samples.sensor_height, samples.sensor_fit, samples.shift_x,
+                   samples.shift_y, width, height, (render.pixel_aspect_x, render.pixel_aspect_y))
+    c2w = c2w_rigid.copy()
+    c2w[..., :3, 3] *= unit_scale
+    return c2w, w2c_opencv(c2w), K

@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 
 from . import props
-from .camera import check_perspective, intrinsics, render_size, rigid, w2c_opencv
+from .camera import camera_arrays, check_perspective, render_size, rigid, w2c_opencv
 from .entities import auto_candidates, entity_meta, explicit_entities, marked_entities
 from .errors import ExportCancelled, ExportError
 from .geometry import project, quaternions_wxyz, rigid_boxes, tight_boxes, transform
@@ -254,15 +254,13 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     render = scene.render
     width, height = render_size(render)
     fps = render.fps / render.fps_base
-    K = intrinsics(samples.lens, samples.sensor_width, samples.sensor_height, samples.sensor_fit, samples.shift_x,
-                   samples.shift_y, width, height, (render.pixel_aspect_x, render.pixel_aspect_y))
     # One vectorised polar decomposition for the camera and every entity, (F, 1 + N, 4, 4), in Blender units;
     # rigid() keeps translations as they are, so scaling them afterwards gives the same numbers as before.
     poses = rigid(np.concatenate([samples.camera_world[:, None], samples.entity_world], axis=1))
     w2c_bu = w2c_opencv(poses[:, 0])
-    poses[..., :3, 3] *= unit_scale
-    c2w, pose = poses[:, 0], poses[:, 1:]
-    w2c = w2c_opencv(c2w)
+    c2w, w2c, K = camera_arrays(poses[:, 0], samples, render, unit_scale)
+    pose = poses[:, 1:]
+    pose[..., :3, 3] *= unit_scale
     world = samples.entity_world.copy()
     world[..., :3, 3] *= unit_scale
     cam_pose = w2c[:, None] @ pose

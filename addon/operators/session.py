@@ -15,6 +15,7 @@ import bpy
 
 from .. import prefs, sequencer
 from ..client import BackendError, Client, is_loopback
+from ..export import redirect
 from ..export.background import background_export as export_process
 from ..export.exporter import ExportOptions
 from ..export.process import ExportProcess
@@ -118,11 +119,17 @@ def _timer():
     return TICK_ACTIVE_S if busy or backend()["busy"] else TICK_IDLE_S
 
 
-def background_export(scene, bundle: Path, settings) -> ExportProcess:
+def background_export(scene, bundle: Path, settings, *, rgb_frames: bool = False,
+                      redirect_camera: str = "") -> ExportProcess:
     """The shot export of ``scene`` to ``bundle`` in a child process (the main thread only saves a snapshot of the
-    file; the job manager starts the process and reads its progress). Raises RuntimeError when the snapshot fails."""
+    file; the job manager starts the process and reads its progress). ``rgb_frames``: render every frame too;
+    ``redirect_camera``: also write that camera's w2c and K beside the bundle (:mod:`..export.redirect`).
+    Raises RuntimeError when the snapshot fails."""
     frame_range = None if settings.use_scene_range else (settings.frame_start, settings.frame_end, scene.frame_step)
-    return export_process(scene, bundle, ExportOptions(include_renders=True, frame_range=frame_range))
+    options = ExportOptions(include_renders=True, include_rgb_frames=rgb_frames, frame_range=frame_range)
+    if redirect_camera:
+        return redirect.background_export(scene, bundle, options, redirect_camera)
+    return export_process(scene, bundle, options)
 
 
 def register():

@@ -86,7 +86,8 @@ def draw_shot(layout, context):
 
 
 def _checks(context, settings, info) -> list[tuple[bool, str]]:
-    """(ok, text) for what can be checked here, then the preset's requirements as reminders."""
+    """(ok, text) for what can be checked here (the redirect camera and source too, for pipelines that take them),
+    then the preset's requirements as reminders."""
     scene = context.scene
     found, explicit = entities(scene)
     checks = [(scene.camera is not None, "scene camera"),
@@ -94,7 +95,25 @@ def _checks(context, settings, info) -> list[tuple[bool, str]]:
                                             + ("" if explicit else " + moving objects")),
               (all(o.get(props.PROMPT) for o in found) and bool(found), "every entity has a prompt"),
               (bool(scene.get(props.SCENE_PROMPT)), "scene prompt")]
+    try:
+        params = settings.job_params(settings.seed)
+    except ValueError:  # a broken Options JSON is reported by Generate
+        params = {}
+    checks += generate.loop_checks(context, scene, settings, info, params)
     return checks + [(None, text) for text in (info or {}).get("requirements", [])]
+
+
+def draw_redirect(layout, context, settings, info):
+    """Redirect camera and source of a camera-redirect pipeline (shown only when the pipeline takes them)."""
+    box = layout.box()
+    col = box.column()
+    if generate.takes_redirect_camera(info):
+        col.label(text="Redirect camera", icon="OUTLINER_OB_CAMERA")
+        col.prop(settings, "redirect_camera", text="")
+    if generate.takes_source_video(info):
+        col.label(text="Source", icon="SEQUENCE")
+        col.operator_menu_enum("trajplate.set_source", "source", text=settings.source_take or "Shot render",
+                               icon="SEQUENCE" if settings.source_take else "RENDER_STILL")
 
 
 def draw_generate(layout, context):
@@ -116,6 +135,8 @@ def draw_generate(layout, context):
         licence = info.get("licence") or {}
         col.label(text=f"Licence: {licence.get('base', '?')}"
                        + (" · research only" if licence.get("research_only") else ""), icon="INFO")
+    if generate.takes_redirect_camera(info) or generate.takes_source_video(info):
+        draw_redirect(layout, context, settings, info)
     col = layout.column(align=True)
     col.prop(settings, "seed")
     col.prop(settings, "variations")
@@ -138,7 +159,13 @@ def draw_generate(layout, context):
     box = layout.box()
     box.label(text="Check list")
     for ok, text in _checks(context, settings, info):
-        box.label(text=text, icon="DOT" if ok is None else ("CHECKBOX_HLT" if ok else "CHECKBOX_DEHLT"))
+        if ok is False and ": " in text:  # what is wrong, then the fix on its own line (the sidebar is narrow)
+            problem, fix = text.split(": ", 1)
+            col = box.column(align=True)
+            col.label(text=problem, icon="CHECKBOX_DEHLT")
+            col.label(text=fix, icon="BLANK1")
+        else:
+            box.label(text=text, icon="DOT" if ok is None else ("CHECKBOX_HLT" if ok else "CHECKBOX_DEHLT"))
 
     layout.operator("trajplate.preview_controls", icon="HIDE_OFF")
     row = layout.row(align=True)

@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params = GenerateParams.model_validate(_params_from_args(args))
         preset = preset_for(params.pipeline)
         shot = load_shot(args.bundle)
+        input_files = _input_files(params.pipeline, source_video=args.source_video)
     except (ValidationError, PresetError, BundleError, ValueError, OSError) as exc:
         print(f"trajplate run: {exc}", file=sys.stderr)
         return 2
@@ -109,9 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=".trajplate-run-") as tmp:
         job_dir = Path(tmp)
         shutil.copyfile(args.bundle, job_dir / BUNDLE)
+        for name, (path, _) in input_files.items():
+            shutil.copyfile(path, job_dir / name)
         spec = JobSpec(job_id=f"run-{int(time.time())}", params=params.model_dump(mode="json"),
                        preset=preset.model_dump(mode="json"), bundle_sha256=shot.bundle_sha256,
-                       allow_tiny=not args.no_tiny)
+                       allow_tiny=not args.no_tiny, input_files={n: sha for n, (_, sha) in input_files.items()})
         device = args.device or ("cuda" if _cuda() else "cpu")
         outcome = execute(spec, job_dir, PipelineCache(budget_bytes=1 << 62), progress, device=device)
         if outcome.state != "succeeded":
@@ -126,6 +129,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({meta['frame_count']} frames {meta['width']}x{meta['height']} @ {meta['fps']:g} fps,"
           f" {meta['timings']['total_s']:.1f} s) and {args.output.with_suffix('.json')}")
     return 0
+
+
+def _input_files(pipeline: str, **paths: Path | None) -> dict[str, tuple[Path, str]]:
+    """name → (path, sha256) of the given input files; ValueError naming the option when the pipeline takes no such
+    file, OSError when it cannot be read."""
+    import hashlib
+
+    from .pipelines.registry import pipeline_class
+
+    found = {}
+    for name, path in paths.items():
+        if path is None:
+            continue
+        if name not in pipeline_class(pipeline).input_files:
+            raise ValueError(f"--{name.replace('_', '-')}: pipeline {pipeline!r} takes no {name.replace('_', ' ')}")
+        with open(path, "rb") as file:
+            found[name] = (path, hashlib.file_digest(file, "sha256").hexdigest())
+    return found
 
 
 def _cuda() -> bool:
@@ -334,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one job in this process (no server) and write the MP4")
     _add_job_args(run)
     run.add_argument("--device", help="torch device (default cuda when available)")
+    run.add_argument("--source-video", type=Path,
+                     help="a take to re-shoot instead of the shot's render (pipelines that take a source_video)")
     run.add_argument("--no-tiny", action="store_true", help="fail instead of using tiny weights")
     run.set_defaults(func=cmd_run)
 

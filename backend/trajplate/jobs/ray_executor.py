@@ -2,7 +2,7 @@
 
 ``trajplate serve --executor ray`` connects to ``--ray-address`` / ``$RAY_ADDRESS`` (a cluster started with
 ``ray start``; see docs/scale-out.md) or, with neither, starts a local Ray. GPU nodes share no disk with the server:
-the bundle travels with the call, and the actor streams events back through a Ray streaming generator — progress at
+the bundle and the job's input files (a source video) travel with the call, and the actor streams events back through a Ray streaming generator — progress at
 every step, then the result files — which the server writes into the job folder (temp name + rename). Cancel is an
 actor method (the actor runs two calls at once) that sets the flag the step callback checks; the
 :class:`~trajplate.pipelines.base.Cancelled` it raises skips decoding, as in the embedded worker.
@@ -51,9 +51,10 @@ class PipelineActor:
             flag.set()
         return flag is not None
 
-    def run(self, spec: JobSpec, bundle: bytes):
+    def run(self, spec: JobSpec, bundle: bytes, input_files: dict[str, bytes]):
         """Generator of executor events (see :mod:`trajplate.jobs.executor`); the last one carries the result
-        files (``files``: name → bytes) and the job's log lines."""
+        files (``files``: name → bytes) and the job's log lines. ``input_files``: name → bytes of the files the
+        job has beside its bundle (``spec.input_files``)."""
         flag = self.cancel_flags.setdefault(spec.job_id, threading.Event())
         events: queue.Queue = queue.Queue()
         ended: dict[str, Any] = {}
@@ -66,6 +67,8 @@ class PipelineActor:
         with tempfile.TemporaryDirectory(prefix="trajplate-job-") as tmp:
             job_dir = Path(tmp)
             (job_dir / BUNDLE).write_bytes(bundle)
+            for name, data in input_files.items():
+                (job_dir / name).write_bytes(data)
 
             def work() -> None:
                 ended["outcome"] = execute(spec, job_dir, self.cache, progress, device=self.device)
@@ -142,7 +145,8 @@ class RayExecutor(Executor):
             if slot is None:
                 raise RuntimeError("no idle Ray actor: call submit only when idle_slots() > 0")
             slot.job_id = spec.job_id
-        stream = slot.actor.run.options(num_returns="streaming").remote(spec, (job_dir / BUNDLE).read_bytes())
+        inputs = {name: (job_dir / name).read_bytes() for name in spec.input_files}
+        stream = slot.actor.run.options(num_returns="streaming").remote(spec, (job_dir / BUNDLE).read_bytes(), inputs)
         threading.Thread(target=self._follow, args=(slot, spec.job_id, job_dir, stream), daemon=True).start()
 
     def _follow(self, slot: _Slot, job_id: str, job_dir: Path, stream) -> None:

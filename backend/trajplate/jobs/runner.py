@@ -1,8 +1,9 @@
 """Run one job in the current process: weights → pipeline (kept resident) → conditioning → sampling → MP4.
 
 The same code runs in the embedded worker process, in a Ray actor and in ``trajplate run`` (no server), so a take
-made anywhere carries the same files and provenance. A job folder holds ``bundle.zip`` on entry and gets
-``video.mp4`` and ``metadata.json`` (each written to a temp name and renamed) plus lines in ``job.log``.
+made anywhere carries the same files and provenance. A job folder holds ``bundle.zip`` (and any attached input file,
+named by its form field, e.g. ``source_video``) on entry and gets ``video.mp4`` and ``metadata.json`` (each written
+to a temp name and renamed) plus lines in ``job.log``.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 @dataclass
 class JobSpec:
-    """What an executor needs to run a job (picklable; crosses process and Ray boundaries)."""
+    """What an executor needs to run a job (picklable; crosses process and Ray boundaries). ``input_files``: name →
+    sha256 of the files beside the bundle in the job folder, handed to the pipeline's ``prepare`` by name."""
 
     job_id: str
     params: dict[str, Any]
     preset: dict[str, Any]
     bundle_sha256: str
     allow_tiny: bool = True
+    input_files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,8 +128,8 @@ def run_job(
     *,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``spec`` on ``device`` with the bundle at ``job_dir/bundle.zip``; write ``video.mp4`` and
-    ``metadata.json`` there and return the metadata.
+    """Run ``spec`` on ``device`` with the bundle at ``job_dir/bundle.zip`` and its input files beside it; write
+    ``video.mp4`` and ``metadata.json`` there and return the metadata.
 
     ``progress(stage, step, steps)`` is called at every stage change and every denoising step; a
     :class:`~trajplate.pipelines.base.Cancelled` raised from it propagates (decoding is skipped). Other errors
@@ -156,7 +159,7 @@ def run_job(
     ))
     tracked("conditioning", 0, 0)
     shot = load_shot(job_dir / BUNDLE)
-    inputs = pipe.prepare(shot, params)
+    inputs = pipe.prepare(shot, params, **{name: job_dir / name for name in spec.input_files})
     video = pipe.generate(inputs, params, tracked)
     tracked("encoding", 0, 1)
     settings = effective_settings(params, preset, shot.meta.scene_prompt)
@@ -168,6 +171,7 @@ def run_job(
     timings = {f"{s}_s": round(end - stage_times[s], 4) for s, end in zip(order, ends, strict=True)}
     metadata = {
         **stamp,
+        "input_files": dict(spec.input_files),
         "trajplate_version": __version__,
         "weights": weights.revisions,
         "steps": video.metadata.get("steps", settings["steps"]),

@@ -48,6 +48,9 @@ class JobView(BaseModel):
     priority: int = 0
     attempts: int = 0
     bundle_sha256: str
+    input_files: dict[str, str] = Field(
+        default_factory=dict, description="files attached beyond the bundle, by form field → sha256; "
+                                          "e.g. {\"source_video\": ...} when a take travels with the job")
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -105,11 +108,13 @@ class JobService:
         if queued >= self.max_queue:
             raise QueueFull(queued, retry_after_s=RETRY_AFTER_S)
 
-    def submit(self, job_id: str, *, pipeline: str, params: dict[str, Any], bundle_sha256: str, priority: int = 0,
+    def submit(self, job_id: str, *, pipeline: str, params: dict[str, Any], bundle_sha256: str,
+               input_files: dict[str, str] | None = None, priority: int = 0,
                client_job_id: str | None = None) -> tuple[JobRecord, bool]:
-        """Store a queued job whose folder (bundle, params) is already in place and dispatch; (record, created)."""
+        """Store a queued job whose folder (bundle, input files, params) is already in place and dispatch;
+        (record, created)."""
         record, created = self.store.create(job_id, pipeline=pipeline, params=params, bundle_sha256=bundle_sha256,
-                                            priority=priority, client_job_id=client_job_id)
+                                            input_files=input_files, priority=priority, client_job_id=client_job_id)
         if created:
             self._publish(job_id)
             self._dispatch()
@@ -142,7 +147,8 @@ class JobService:
         return JobView(
             id=record.id, client_job_id=record.client_job_id, pipeline=record.pipeline, state=record.state,
             progress=progress, error=record.error, priority=record.priority, attempts=record.attempts,
-            bundle_sha256=record.bundle_sha256, created_at=record.created_at, started_at=record.started_at,
+            bundle_sha256=record.bundle_sha256, input_files=record.input_files, created_at=record.created_at,
+            started_at=record.started_at,
             finished_at=record.finished_at, tiny=tiny,
             video_url=f"/v1/jobs/{record.id}/video" if succeeded else None,
             metadata_url=f"/v1/jobs/{record.id}/metadata" if succeeded else None,
@@ -198,7 +204,8 @@ class JobService:
                     return
                 self._progress[record.id] = Progress(stage="loading")
                 spec = JobSpec(job_id=record.id, params=record.params, preset=self._preset(record),
-                               bundle_sha256=record.bundle_sha256, allow_tiny=self.allow_tiny)
+                               bundle_sha256=record.bundle_sha256, allow_tiny=self.allow_tiny,
+                               input_files=record.input_files)
                 try:
                     self.executor.submit(spec, self.store.job_dir(record.id))
                 except Exception as exc:  # noqa: BLE001 - the job fails, the server keeps going

@@ -5,6 +5,7 @@ Layout of ``<data_dir>``::
     jobs.sqlite3            the job table (WAL journal: readers never block the writer)
     jobs/<id>/bundle.zip    the uploaded shot bundle
     jobs/<id>/params.json   the GenerateParams as submitted
+    jobs/<id>/source_video  an attached input file, named by its form field (only when the job has one)
     jobs/<id>/job.log       stage transitions and errors, appended by whoever runs the job
     jobs/<id>/video.mp4     the result (written to a temp name and renamed; absent until the job succeeds)
     jobs/<id>/metadata.json provenance of the result (same rule)
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     pipeline TEXT NOT NULL,
     params TEXT NOT NULL,
     bundle_sha256 TEXT NOT NULL,
+    input_files TEXT NOT NULL DEFAULT '{}',
     priority INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL,
     error TEXT,
@@ -49,11 +51,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, seq);
 """
+# Columns added after the first release, created on open in older databases.
+_ADDED_COLUMNS = {"input_files": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One row of the job table. Times are Unix seconds (float, UTC)."""
+    """One row of the job table. Times are Unix seconds (float, UTC). ``input_files``: files attached beyond the
+    bundle, form field name → sha256 (e.g. ``{"source_video": ...}``), each at ``jobs/<id>/<name>``."""
 
     id: str
     client_job_id: str | None
@@ -68,6 +73,7 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     seq: int
+    input_files: dict[str, str]
 
 
 class JobStore:
@@ -83,6 +89,10 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash, which is what we face
         self._db.executescript(_SCHEMA)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -98,6 +108,7 @@ class JobStore:
     def _record(row: sqlite3.Row) -> JobRecord:
         data = dict(row)
         data["params"] = json.loads(data["params"])
+        data["input_files"] = json.loads(data["input_files"])
         return JobRecord(**data)
 
     def create(
@@ -107,18 +118,20 @@ class JobStore:
         pipeline: str,
         params: dict[str, Any],
         bundle_sha256: str,
+        input_files: dict[str, str] | None = None,
         priority: int = 0,
         client_job_id: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job; returns (record, created). With a ``client_job_id`` already in the table the
-        existing record comes back with ``created=False`` (idempotent retry); the caller compares its contents."""
+        existing record comes back with ``created=False`` (idempotent retry); the caller compares its contents.
+        ``input_files``: name → sha256 of the files in the job folder beyond the bundle."""
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO jobs (id, client_job_id, pipeline, params, bundle_sha256, priority, state, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    (job_id, client_job_id, pipeline, json.dumps(params, sort_keys=True), bundle_sha256, priority,
-                     time.time()),
+                    "INSERT INTO jobs (id, client_job_id, pipeline, params, bundle_sha256, input_files, priority, "
+                    "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (job_id, client_job_id, pipeline, json.dumps(params, sort_keys=True), bundle_sha256,
+                     json.dumps(input_files or {}, sort_keys=True), priority, time.time()),
                 )
                 created = True
             except sqlite3.IntegrityError:

@@ -68,6 +68,9 @@ class TrajPipeline(ABC):
 
     id: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    input_files: ClassVar[tuple[str, ...]] = ()
+    """Files a job may attach beyond the bundle (e.g. ``"source_video"``): multipart parts of ``POST /v1/jobs``,
+    stored with the job and passed to :meth:`prepare` as keyword arguments (a ``Path`` each) when attached."""
 
     def __init__(self, pipe: Any, preset: Preset, device: str | torch.device | None, memory_mode: MemoryMode,
                  applied_memory_mode: str):

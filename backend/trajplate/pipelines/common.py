@@ -32,10 +32,16 @@ LOCAL_ONLY = {"local_only": True}
 in-process CLI (``trajplate run``), refused by the HTTP API (a client must not make the server read its files)."""
 
 
-def local_only_options(options: type[BaseModel]) -> list[str]:
-    """Names of the fields of an Options model marked :data:`LOCAL_ONLY`."""
+REPO_ID_OVER_HTTP = {"local_only": "folder"}
+"""``json_schema_extra`` of an Options field that names a Hugging Face repo id or a model folder: the folder form is
+local-only like :data:`LOCAL_ONLY` (the CLI honours it), the HTTP API accepts only a repo id."""
+
+
+def local_only_options(options: type[BaseModel], kind: bool | str = True) -> list[str]:
+    """Names of the fields of an Options model marked :data:`LOCAL_ONLY` (``kind=True``) or
+    :data:`REPO_ID_OVER_HTTP` (``kind="folder"``)."""
     return [name for name, field in options.model_fields.items()
-            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("local_only")]
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("local_only") == kind]
 
 
 def parse_options(options: type[OptionsT], params: GenerateParams) -> OptionsT:

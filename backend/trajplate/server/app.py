@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from filelock import FileLock, Timeout
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from .. import __version__
@@ -33,7 +33,14 @@ from ..weights import weights_status
 from .config import ServerConfig, is_loopback_host
 from .security import GuardMiddleware
 from .uploads import UploadError, discard, receive_upload
-from .validation import ParamsError, parse_client_job_id, parse_params, parse_priority
+from .validation import (
+    ParamsError,
+    check_input_files,
+    check_source_video,
+    parse_client_job_id,
+    parse_params,
+    parse_priority,
+)
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="job id (32 hex digits)")]
 
@@ -71,6 +78,9 @@ class PipelineInfo(BaseModel):
     public_weights: bool
     unavailable_reason: str | None
     options_schema: dict[str, Any] | None
+    input_files: list[str] = Field(
+        description="files a job of this pipeline may attach beside the bundle (multipart parts of POST /v1/jobs), "
+                    "e.g. source_video: a take to re-shoot instead of the shot's render")
 
 
 def make_executor(config: ServerConfig):
@@ -101,6 +111,7 @@ def pipeline_infos() -> list[PipelineInfo]:
             weights=weights,
             unavailable_reason=why,
             options_schema=cls.Options.model_json_schema() if implemented else None,
+            input_files=list(cls.input_files) if implemented else [],
         ))
     return infos
 
@@ -162,20 +173,24 @@ def create_app(config: ServerConfig) -> FastAPI:
         "/v1/jobs", status_code=201, response_model=JobView, tags=["jobs"],
         responses={200: {"model": JobView, "description": "the job already submitted with this client_job_id"},
                    403: {"description": "research-only pipeline; start the server with --accept-research-licences"},
-                   409: {"description": "client_job_id reused with a different bundle or params"},
-                   413: {"description": "bundle larger than the upload limit"},
-                   422: {"description": "invalid bundle or params; the message names the field"},
+                   409: {"description": "client_job_id reused with a different bundle, source video or params"},
+                   413: {"description": "bundle and source video together larger than the upload limit"},
+                   422: {"description": "invalid bundle, source video or params; the message names the field"},
                    503: {"description": "queue full; see Retry-After"}},
         openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["bundle", "params"], "properties": {
                 "bundle": {"type": "string", "format": "binary", "description": "the shot bundle zip"},
+                "source_video": {"type": "string", "format": "binary",
+                                 "description": "optional take to re-shoot (any video FFmpeg decodes), for pipelines "
+                                                "whose input_files list source_video"},
                 "params": {"type": "string", "description": "JSON of GenerateParams"},
                 "client_job_id": {"type": "string", "description": "idempotency key: a retry returns the same job"},
                 "priority": {"type": "integer", "description": "-100..100, higher runs first (default 0)"},
             }}}}}},
     )
     async def submit(request: Request) -> JSONResponse:
-        """Submit a job: multipart ``bundle`` (file) + ``params`` (JSON string of GenerateParams)."""
+        """Submit a job: multipart ``bundle`` (file) + ``params`` (JSON string of GenerateParams), optionally a
+        ``source_video`` file for pipelines that take one (``input_files`` in ``GET /v1/pipelines``)."""
         svc = service(request)
         try:
             upload = await receive_upload(request, svc.store.uploads_dir(), config.max_upload_bytes)
@@ -190,23 +205,31 @@ def create_app(config: ServerConfig) -> FastAPI:
                                    "`trajplate serve --accept-research-licences`")
             client_job_id = parse_client_job_id(upload.fields.get("client_job_id"))
             priority = parse_priority(upload.fields.get("priority"))
+            inputs = {name: part for name, part in upload.files.items() if name != "bundle"}
+            check_input_files(params.pipeline, list(inputs))
+            input_files = {name: part.sha256 for name, part in inputs.items()}
             if client_job_id is not None:
                 existing = svc.store.get_by_client_id(client_job_id)
                 if existing is not None:
-                    _check_retry(existing, upload.sha256, params)
+                    _check_retry(existing, upload.sha256, input_files, params)
                     return JSONResponse(svc.view(existing).model_dump(mode="json"), status_code=200)
             svc.check_capacity()
             await run_in_threadpool(load_shot, upload.bundle_path)
+            if "source_video" in inputs:
+                await run_in_threadpool(check_source_video, inputs["source_video"].path)
             job_id = uuid.uuid4().hex
             job_dir = svc.store.job_dir(job_id)
             job_dir.mkdir()
             upload.bundle_path.replace(job_dir / BUNDLE)
+            for name, part in inputs.items():
+                part.path.replace(job_dir / name)
             (job_dir / PARAMS).write_text(params.model_dump_json(indent=2), encoding="utf-8")
             record, created = svc.submit(job_id, pipeline=params.pipeline, params=params.model_dump(mode="json"),
-                                         bundle_sha256=upload.sha256, priority=priority, client_job_id=client_job_id)
+                                         bundle_sha256=upload.sha256, input_files=input_files, priority=priority,
+                                         client_job_id=client_job_id)
             if not created:  # a concurrent retry with the same client_job_id won the insert
                 shutil.rmtree(job_dir, ignore_errors=True)
-                _check_retry(record, upload.sha256, params)
+                _check_retry(record, upload.sha256, input_files, params)
             return JSONResponse(svc.get(record.id).model_dump(mode="json"), status_code=201 if created else 200)
         except ParamsError as exc:
             return _error(422, str(exc))
@@ -297,8 +320,9 @@ class _Conflict(Exception):
     pass
 
 
-def _check_retry(record: JobRecord, sha256: str, params: GenerateParams) -> None:
-    """A retry must repeat the same bundle and params; raises _Conflict (409) otherwise."""
-    if record.bundle_sha256 != sha256 or record.params != params.model_dump(mode="json"):
+def _check_retry(record: JobRecord, sha256: str, input_files: dict[str, str], params: GenerateParams) -> None:
+    """A retry must repeat the same bundle, input files (by sha256) and params; raises _Conflict (409) otherwise."""
+    if (record.bundle_sha256 != sha256 or record.input_files != input_files
+            or record.params != params.model_dump(mode="json")):
         raise _Conflict(f"client_job_id: {record.client_job_id!r} was already used for job {record.id} with a "
-                        "different bundle or params; use a new client_job_id for a new job")
+                        "different bundle, source video or params; use a new client_job_id for a new job")

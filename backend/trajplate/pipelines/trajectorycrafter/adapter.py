@@ -2,7 +2,9 @@
 
 ``load`` builds the pipeline from CogVideoX-Fun-V1.1-5b-InP (diffusers layout) and the authors' transformer folder;
 ``prepare`` renders the source clip into the redirect camera (:mod:`trajplate.conditioning.trajectorycrafter`) —
-the shot's own render with its exact depth, or a take with Depth Anything V2 depth aligned to frame 0; ``generate``
+the shot's own render with its exact depth, or a take with Depth Anything V2 depth aligned to frame 0. A take arrives
+as the job's ``source_video`` file (uploaded with ``POST /v1/jobs``, or ``trajplate run --source-video``) or, for the
+CLI only, as ``options.source_video``; ``generate``
 inpaints with a generator on the pipeline's device seeded from ``params.seed`` (the authors use a CUDA generator).
 """
 
@@ -24,6 +26,7 @@ from ...presets import Preset
 from ..base import GeneratedVideo, PipelineInputError, ProgressFn, TrajPipeline
 from ..common import (
     LOCAL_ONLY,
+    REPO_ID_OVER_HTTP,
     apply_memory_mode,
     bytes_on_device,
     check_memory_mode,
@@ -64,7 +67,10 @@ class TrajectoryCrafterOptions(BaseModel):
         description="path of a take (video file) on the machine running the job, to re-shoot instead of the shot's "
                     "render; its depth is estimated and aligned to the exact depth of frame 0; `trajplate run` only, "
                     "the HTTP API refuses it")
-    depth_model: str | None = Field(None, description="depth model repo id or folder (default: the preset's)")
+    depth_model: str | None = Field(
+        None, json_schema_extra=REPO_ID_OVER_HTTP,
+        description="depth model for takes: a Hugging Face repo id (in the server's cache), or a folder with "
+                    "`trajplate run` only (default: the preset's)")
     quality_suffix: bool = Field(True, description="append the authors' quality suffix to the prompt")
     vae_tiling: bool | None = Field(None, description="tiled VAE decode; default: on in offload modes only")
 
@@ -75,6 +81,7 @@ class CrafterInputs:
     prompt: str
     negative_prompt: str
     options: TrajectoryCrafterOptions
+    source: Literal["render", "take"] = "render"
     depth_alignment: tuple[float, float] | None = None
 
 
@@ -85,18 +92,18 @@ def compose_prompt(shot, params: GenerateParams, suffix: bool) -> str:
     return text.rstrip(". ") + QUALITY_SUFFIX if suffix else text
 
 
-def read_video(path: str) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames of a video file. Raises PipelineInputError naming the option."""
+def read_video(path: str | Path, field: str = "options.source_video") -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB frames of a video file. Raises PipelineInputError naming ``field``."""
     file = Path(path)
     if not file.is_file():
-        raise PipelineInputError(f"options.source_video: {path!r} is not a file on the machine running the job")
+        raise PipelineInputError(f"{field}: {str(path)!r} is not a file on the machine running the job")
     try:
         with av.open(str(file)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.FFmpegError, ValueError) as exc:
-        raise PipelineInputError(f"options.source_video: {path!r} is not a readable video ({exc})") from exc
+        raise PipelineInputError(f"{field}: {str(path)!r} is not a readable video ({exc})") from exc
     if not frames:
-        raise PipelineInputError(f"options.source_video: {path!r} has no frames")
+        raise PipelineInputError(f"{field}: {str(path)!r} has no frames")
     return np.stack(frames)
 
 
@@ -105,6 +112,7 @@ class TrajectoryCrafter(TrajPipeline):
 
     id = "trajectorycrafter"
     Options = TrajectoryCrafterOptions
+    input_files = ("source_video",)
 
     def __init__(self, pipe: TrajectoryCrafterPipeline, preset: Preset, device: torch.device, memory_mode: MemoryMode,
                  applied_memory_mode: str, depth_default: str, depth_revision: str):
@@ -147,13 +155,17 @@ class TrajectoryCrafter(TrajPipeline):
         s = self.pipe.vae_scale_factor_spatial
         return c.sample_frames, c.sample_height * s, c.sample_width * s
 
-    def _source(self, shot, options: TrajectoryCrafterOptions) -> tuple[cond.Source, tuple[float, float] | None]:
-        if options.source_video is None:
+    def _source(self, shot, options: TrajectoryCrafterOptions,
+                source_video: Path | None) -> tuple[cond.Source, tuple[float, float] | None]:
+        if source_video is not None and options.source_video is not None:
+            raise PipelineInputError("options.source_video: the job already has a source video file; give one take")
+        if source_video is None and options.source_video is None:
             return cond.source_from_shot(shot), None
         if shot.depth is None:
             raise PipelineInputError("source_video: aligning the take's depth needs the exact depth of frame 0. Fix: "
                                      "export with the depth pass on")
-        frames = read_video(options.source_video)
+        frames = (read_video(source_video, "source_video") if source_video is not None
+                  else read_video(options.source_video))
         if frames.shape[1:3] != (shot.height, shot.width):
             frames = np.stack([cv2.resize(f, (shot.width, shot.height), interpolation=cv2.INTER_AREA) for f in frames])
         depth, a, b = cond.align_inverse_depth(self._depth_model(options)(frames), shot.depth[0])
@@ -170,9 +182,11 @@ class TrajectoryCrafter(TrajPipeline):
             self._depth = DepthEstimator(name, revision=self.depth_revision, device=self.device)
         return self._depth
 
-    def prepare(self, shot, params: GenerateParams) -> CrafterInputs:
+    def prepare(self, shot, params: GenerateParams, source_video: Path | None = None) -> CrafterInputs:
+        """Conditioning. ``source_video``: the job's take file (see :attr:`input_files`); None re-shoots the shot's
+        render unless ``options.source_video`` names a take. Raises PipelineInputError naming the field."""
         options = parse_options(TrajectoryCrafterOptions, params)
-        source, alignment = self._source(shot, options)
+        source, alignment = self._source(shot, options, source_video)
         target = cond.Target(
             w2c=None if options.target_w2c is None else _matrices("target_w2c", options.target_w2c, 4),
             K=None if options.target_K is None else _matrices("target_K", options.target_K, 3),
@@ -186,7 +200,7 @@ class TrajectoryCrafter(TrajPipeline):
         return CrafterInputs(
             conditioning=conditioning, prompt=compose_prompt(shot, params, options.quality_suffix),
             negative_prompt=resolve_negative_prompt(params, self.preset),
-            options=options, depth_alignment=alignment,
+            options=options, source="render" if alignment is None else "take", depth_alignment=alignment,
         )
 
     def generate(self, inputs: CrafterInputs, params: GenerateParams, progress: ProgressFn) -> GeneratedVideo:
@@ -212,7 +226,7 @@ class TrajectoryCrafter(TrajPipeline):
             metadata={
                 "pipeline": self.id, "mode": c.mode, "prompt": inputs.prompt,
                 "negative_prompt": inputs.negative_prompt, "seed": params.seed, "steps": steps, "guidance": guidance,
-                "source": "take" if inputs.options.source_video else "render",
+                "source": inputs.source,
                 "depth_alignment": inputs.depth_alignment, "hole_fraction": float(c.holes[c.keep:].mean()),
                 "time_map": self.preset.time_map, "memory_mode": self.memory_mode,
                 "applied_memory_mode": self.applied_memory_mode,
