@@ -294,7 +294,8 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
         arrays["track_visible"] = _visible(in_frame, track_2d, track_depth, depth, mask)
         arrays["depth"] = depth
         arrays["instance_mask"] = mask
-    scale = np.linalg.norm(samples.entity_world[..., :3, :3], axis=-2)  # (F, N, 3) axis lengths
+    axes = samples.entity_world[..., :3, :3]
+    scale = np.sqrt((axes * axes).sum(axis=-2))  # (F, N, 3) axis lengths
     uneven = (scale.max(-1) > scale.min(-1) * (1 + 1e-4)).any(axis=0)
     never = ~(box_valid | in_frame).any(axis=0)
     for meta, is_uneven, is_never in zip(metas, uneven, never, strict=True):

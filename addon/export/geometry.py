@@ -97,7 +97,10 @@ def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
     slow = np.flatnonzero(~fast)
     if fast.any():
         first = starts[fast]
-        with np.errstate(divide="ignore", invalid="ignore"):  # vertices of slow entities may sit on z = 0
+        if len(slow):  # their vertices may sit on z = 0; they are done below
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ray = cam[:, :2] / z[:, None]
+        else:
             ray = cam[:, :2] / z[:, None]  # (ΣV, 2, F): x / z, y / z
         focal = np.stack([K[:, 0, 0], K[:, 1, 1]])  # (2, F)
         centre = np.stack([K[:, 0, 2], K[:, 1, 2]])
@@ -148,11 +151,12 @@ def quaternions_wxyz(rot):
     Signs are chosen along the first (frame) axis so consecutive quaternions have a non-negative dot product
     (no 360° jumps when interpolating); the first frame has w >= 0.
     """
-    flat = np.concatenate([np.ones((*rot.shape[:-2], 1)), rot.reshape(*rot.shape[:-2], 9)], axis=-1)
-    mixed = flat @ _CANDIDATES  # (..., 20)
-    pick = mixed[..., 16:].argmax(-1)
-    best = np.take_along_axis(mixed[..., :16].reshape(*rot.shape[:-2], 4, 4), pick[..., None, None], -2)[..., 0, :]
-    q = best / np.linalg.norm(best, axis=-1, keepdims=True)
+    lead = rot.shape[:-2]
+    flat = np.ones((int(np.prod(lead)), 10))
+    flat[:, 1:] = rot.reshape(-1, 9)
+    mixed = flat @ _CANDIDATES  # (M, 20)
+    best = mixed[:, :16].reshape(-1, 4, 4)[np.arange(len(mixed)), mixed[:, 16:].argmax(-1)]
+    q = (best / np.sqrt((best * best).sum(-1))[:, None]).reshape(*lead, 4)
     if not len(q):
         return q
     # Flip frame f when its dot with frame f-1 (after that one's own flip) is negative: the running product of the

@@ -1,7 +1,8 @@
 """The frame loop: what Blender evaluates at each exported frame, read as cheaply as possible.
 
 One ``scene.frame_set`` per frame (the full depsgraph: parents, constraints, drivers, NLA, bones), then bulk reads:
-every object's world matrix in one ``foreach_get``, the camera's settings, and the evaluated vertices of entities
+every object's world matrix in one ``foreach_get``, the camera's settings (once, when nothing can change them:
+:func:`_fixed_camera`), and the evaluated vertices of entities
 whose geometry can change (modifiers, shape keys, non-mesh geometry). Rigid meshes are read once: their world
 vertices are the per-frame world matrix times fixed local vertices, which the export vectorises afterwards.
 Everything here is in Blender units; the caller converts to metres.
@@ -175,28 +176,31 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     # Per frame only cheap reads into lists and preallocated buffers; every conversion waits until after the loop.
     cam_ptrs, cam_values, fits = [], [], []
     cam_names = {}  # camera pointer -> name, for cameras already checked
+    fixed = _fixed_camera(scene, camera)  # its settings are read once, after the loop
     for f, frame in enumerate(frames):
         if is_cancelled is not None and is_cancelled():
             raise ExportCancelled("Export cancelled.")
         scene.frame_set(int(frame))
-        cam = camera or scene.camera
-        if cam is None:
-            raise ExportError(
-                f"Scene '{scene.name}' has no camera at frame {frame}: add a camera (Add › Camera) and set it as "
-                "the scene camera (Scene Properties › Camera), or bind one to a marker before this frame."
-            )
-        ptr = cam.as_pointer()
-        if ptr not in cam_names:
-            check_perspective(cam)
-            cam_names[ptr] = cam.name
-        cam_ptrs.append(ptr)
-        data = cam.data
-        cam_values.append((data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y,
-                           data.clip_start, data.clip_end))
-        fits.append(data.sensor_fit)
+        cam = fixed
+        if cam is None:  # cameras switch by markers, or the lens is animated: read them this frame
+            cam = camera or scene.camera
+            if cam is None:
+                raise ExportError(
+                    f"Scene '{scene.name}' has no camera at frame {frame}: add a camera (Add › Camera) and set it as "
+                    "the scene camera (Scene Properties › Camera), or bind one to a marker before this frame."
+                )
+            ptr = cam.as_pointer()
+            if ptr not in cam_names:
+                check_perspective(cam)
+                cam_names[ptr] = cam.name
+            cam_ptrs.append(ptr)
+            data = cam.data
+            cam_values.append((data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y,
+                               data.clip_start, data.clip_end))
+            fits.append(data.sensor_fit)
         buffer = reader.read(f)
         if len(reader.frames) == 1:  # one shared buffer (huge files): copy this frame's rows out now
-            reader.keep(f, buffer, rows, reader.row[ptr])
+            reader.keep(f, buffer, rows, reader.row[cam.as_pointer()])
         for obj, geo in deforming:
             verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
             geo.vertices.append(verts)
@@ -206,6 +210,13 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
             ray_visible[f] = _ray_visibility(scene, depsgraph, cam, entities)
         if progress is not None:
             progress(f + 1, n_frames)
+    if fixed is not None:
+        data = fixed.data
+        cam_ptrs = [fixed.as_pointer()] * n_frames
+        cam_names = {cam_ptrs[0]: fixed.name}
+        cam_values = [(data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y,
+                       data.clip_start, data.clip_end)] * n_frames
+        fits = [data.sensor_fit] * n_frames
     cam_rows = [reader.row[ptr] for ptr in cam_ptrs]
     entity_world, camera_world = reader.result(rows, cam_rows)
     values = np.array(cam_values, dtype=np.float64).reshape(n_frames, 7)
@@ -215,6 +226,23 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
         shift_x=values[:, 3], shift_y=values[:, 4], clip_start=values[:, 5], clip_end=values[:, 6],
         entity_world=entity_world, geometry=geometry, ray_visible=ray_visible,
     )
+
+
+def _fixed_camera(scene, camera):
+    """The camera object when neither it nor its lens settings can change over the frames, else None.
+
+    Only its matrix is animated then (read per frame with the others): no marker binds another camera, its camera
+    data has no animation data (actions, NLA, drivers all live there) and no frame-change handler runs (a handler
+    could set anything). Raises ExportError (via :func:`check_perspective`) for a fixed camera that is not
+    perspective, as the loop would.
+    """
+    cam = camera or scene.camera
+    if (cam is None or cam.type != "CAMERA" or cam.data.animation_data is not None
+            or bpy.app.handlers.frame_change_pre or bpy.app.handlers.frame_change_post
+            or (camera is None and any(marker.camera is not None for marker in scene.timeline_markers))):
+        return None
+    check_perspective(cam)
+    return cam
 
 
 def _ray_visibility(scene, depsgraph, cam, entities):

@@ -70,6 +70,22 @@ def test_animated_focal_length(small_shot):
     assert meta["camera_settings"]["lens_mm"] == pytest.approx(20.0)
 
 
+def test_focal_length_set_by_a_frame_change_handler(small_shot):
+    """A lens changed by a script at every frame (no keyframes anywhere) still lands in K frame by frame."""
+    import bpy
+
+    def zoom(scene, _depsgraph=None):
+        scene.camera.data.lens = 20.0 + 5.0 * scene.frame_current
+
+    bpy.app.handlers.frame_change_pre.append(zoom)
+    try:
+        meta, arrays, _ = _export(small_shot)
+    finally:
+        bpy.app.handlers.frame_change_pre.remove(zoom)
+    fx = arrays["intrinsics"][:, 0, 0]
+    np.testing.assert_allclose(fx, (20.0 + 5.0 * arrays["frame_numbers"]) / 36.0 * 160)
+
+
 def test_camera_switch_by_markers(small_shot):
     first = small_shot.camera
     second = add_camera(small_shot, (6.0, -8.0, 2.0), (0.0, 0.0, 0.5), lens=50.0, name="CamB")
