@@ -1,6 +1,7 @@
 """Cost of the shot export against bare Blender work on the same frames (standard shot: 3 entities, 49 frames, 720×480).
 
     python bench/export.py [--frames 49] [--width 720 --height 480] [--repeat 15] [--skip-renders]
+    python bench/export.py --blend ../shared/scenes/03_all_animations.blend --skip-renders   # a real scene
 
 Prints absolute seconds and ratios, all measured in this process:
 - numeric export (frame loop + every array, visibility from renders) / a bare ``frame_set`` loop      goal <= 2.0
@@ -66,26 +67,38 @@ def main():
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--skip-renders", action="store_true")
+    parser.add_argument("--blend", type=Path, help="a .blend to measure instead of the standard shot (its scene "
+                        "range and entities as the export finds them; a camera is added where it has none)")
     args = parser.parse_args()
 
     import bpy
     import numpy as np
-    from support.scenes import build_standard_shot
+    from support.scenes import add_camera, build_standard_shot
 
     from addon.export import ExportOptions, build_shot
     from addon.export.entities import explicit_entities
-    from addon.export.exporter import _arrays
+    from addon.export.exporter import _arrays, _entities
     from addon.export.renders import render_data_passes
     from addon.export.sampling import sample
 
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = build_standard_shot(args.width, args.height, args.frames)
+    if args.blend:
+        bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
+        scene = bpy.context.scene
+        if scene.camera is None:
+            add_camera(scene, (0.0, -12.0, 4.0), (0.0, 0.0, 0.0))
+        frames = np.arange(scene.frame_start, scene.frame_end + 1, scene.frame_step, dtype=np.int32)
+        entities = _entities(scene, frames, None, lambda *_: None)
+        label = args.blend.name
+    else:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = build_standard_shot(args.width, args.height, args.frames)
+        frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.int32)
+        entities = explicit_entities(scene)
+        label = "standard shot"
     view_layer = bpy.context.view_layer
-    frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.int32)
-    entities = explicit_entities(scene)
     cameras = [scene.camera]
-    print(f"standard shot: {len(entities)} entities, {len(frames)} frames, {args.width}x{args.height}, "
-          f"bpy {bpy.app.version_string}")
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    print(f"{label}: {len(entities)} entities, {len(frames)} frames, {width}x{height}, bpy {bpy.app.version_string}")
 
     def bare_loop():
         for frame in frames:
@@ -99,7 +112,7 @@ def main():
             rendered = render_data_passes(scene, view_layer, frames, entities, cameras, None, tmp, 1.0)
             t_ours = time.perf_counter() - start
         else:
-            depth = np.full((len(frames), args.height, args.width), np.inf, np.float32)
+            depth = np.full((len(frames), height, width), np.inf, np.float32)
             rendered = depth, np.zeros(depth.shape, np.uint8)
 
         def numeric():

@@ -65,54 +65,38 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
 
 
 def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
-    """:func:`tight_boxes` of the rigid geometry of N entities at every frame, in one pass over all of them.
+    """:func:`tight_boxes` of the rigid geometry of N entities at every frame at once.
 
     obj_to_cam: (F, N, 4, 4) float64 object-to-OpenCV-camera matrices; vertex_sets: N arrays (V_j, 3) float64 of
     local vertices; edge_sets: N arrays (E_j, 2) int (as in :func:`tight_boxes`); K (F, 3, 3); near: scalar or (F,).
     Returns boxes (F, N, 4) and valid (F, N) bool, bit for bit those of :func:`tight_boxes` on the same camera-space
     points: when every vertex of an entity is in front of the near plane (the common case) its box corners are
-    ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so those are the min and max of the projections),
-    reduced per entity with ``ufunc.reduceat`` over all vertices of all entities at once; an entity reaching behind
-    the near plane goes through :func:`tight_boxes` with its edges.
+    ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so those are the min and max of the projections) over
+    all frames in a few array passes; an entity reaching behind the near plane goes through :func:`tight_boxes`.
     """
     n_frames, n_ent = obj_to_cam.shape[:2]
     near = np.broadcast_to(np.asarray(near, dtype=np.float64), (n_frames,))
     boxes = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
-    sizes = np.array([len(v) for v in vertex_sets], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    # Camera-space x, y, z of every vertex of every entity, (ΣV, 3, F): entity j's rows are one product
-    # (V_j, 4) @ (4, 3F), written in place. That thin shape keeps BLAS single-threaded ((3F, 4) @ (4, V) spins threads
-    # up and costs 5-8x more on small shots), and per-entity reductions become ``reduceat`` over row segments.
-    cam = np.empty((int(sizes.sum()), 3, n_frames))
-    flat = cam.reshape(len(cam), -1)
-    for j, verts in enumerate(vertex_sets):
-        homogeneous = np.concatenate([verts, np.ones((len(verts), 1))], axis=1)  # (V_j, 4)
-        rows = obj_to_cam[:, j, :3].transpose(2, 1, 0).reshape(4, -1)  # (4, 3F), column (i, f) = row i of frame f
-        np.matmul(homogeneous, rows, out=flat[starts[j]:starts[j] + sizes[j]])
-    z = cam[:, 2]  # (ΣV, F)
-    fast = sizes > 0
-    if fast.any():
-        fast[fast] = (np.minimum.reduceat(z, starts[fast], axis=0) > near).all(axis=1)
-    slow = np.flatnonzero(~fast)
-    if fast.any():
-        first = starts[fast]
-        if len(slow):  # their vertices may sit on z = 0; they are done below
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ray = cam[:, :2] / z[:, None]
-        else:
-            ray = cam[:, :2] / z[:, None]  # (ΣV, 2, F): x / z, y / z
-        focal = np.stack([K[:, 0, 0], K[:, 1, 1]])  # (2, F)
-        centre = np.stack([K[:, 0, 2], K[:, 1, 2]])
-        limit = np.array([width, height], dtype=np.float64)[:, None]
-        lo = np.clip(focal * np.minimum.reduceat(ray, first, axis=0) + centre, 0.0, limit)  # (fast, 2, F)
-        hi = np.clip(focal * np.maximum.reduceat(ray, first, axis=0) + centre, 0.0, limit)
-        ok = (hi > lo).all(axis=1)  # (fast, F)
-        boxes[:, fast] = np.where(ok[:, None], np.concatenate([lo, hi], axis=1), 0.0).transpose(2, 0, 1)
-        valid[:, fast] = ok.T
-    for j in slow:
-        points = cam[starts[j]:starts[j] + sizes[j]].transpose(2, 0, 1)  # (F, V_j, 3)
-        boxes[:, j], valid[:, j] = tight_boxes(points, K, width, height, near, edge_sets[j])
+    focal = np.stack([K[:, 0, 0], K[:, 1, 1]])  # (2, F)
+    centre = np.stack([K[:, 0, 2], K[:, 1, 2]])
+    limit = np.array([width, height], dtype=np.float64)[:, None]
+    for j, (verts, edges) in enumerate(zip(vertex_sets, edge_sets, strict=True)):
+        # Camera-space vertices as (V, 3, F) from one (V, 4) @ (4, 3F) product: that thin shape keeps BLAS
+        # single-threaded ((3F, 4) @ (4, V) spins threads up and costs 5-8x more on small shots), and reductions over
+        # the vertices run along the first axis, which NumPy vectorises over the frames.
+        homogeneous = np.concatenate([verts, np.ones((len(verts), 1))], axis=1)
+        cam = (homogeneous @ obj_to_cam[:, j, :3].transpose(2, 1, 0).reshape(4, -1)).reshape(-1, 3, n_frames)
+        z = cam[:, 2]
+        if len(verts) == 0 or (z.min(axis=0) <= near).any():
+            boxes[:, j], valid[:, j] = tight_boxes(cam.transpose(2, 0, 1), K, width, height, near, edges)
+            continue
+        ray = cam[:, :2] / z[:, None]  # (V, 2, F): x / z, y / z
+        lo = np.clip(focal * ray.min(axis=0) + centre, 0.0, limit)  # (2, F)
+        hi = np.clip(focal * ray.max(axis=0) + centre, 0.0, limit)
+        ok = (hi > lo).all(axis=0)
+        boxes[:, j] = np.where(ok[:, None], np.concatenate([lo, hi]).T, 0.0)
+        valid[:, j] = ok
     return boxes, valid
 
 
