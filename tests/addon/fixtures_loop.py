@@ -39,6 +39,7 @@ def loop(registered_addon):
     ns.prefs_obj.poll_interval = 0.05
     ns.drive = lambda until, **kw: drive(ns, until, **kw)
     ns.colour_ramp_video, ns.render_sequencer_red = colour_ramp_video, render_sequencer_red
+    ns.colour_strip = colour_strip
     ns.small_shot, ns.free_port = small_shot, _free_port
     try:
         yield ns
@@ -81,6 +82,17 @@ def colour_ramp_video(path: Path, frames: int = 16, fps: float = 8.0, size=(64, 
     return reds
 
 
+def colour_strip(editor, name: str, channel: int, frame_start: int, frame_end: int):
+    """A COLOR effect strip over frames ``[frame_start, frame_end)``: ``new_effect`` takes ``frame_end`` in 4.2-4.5
+    and ``length`` in 5.0 (the add-on itself never makes effect strips)."""
+    from addon import compat
+
+    strips = compat.strips(editor)
+    span = ({"length": frame_end - frame_start} if "length" in strips.bl_rna.functions["new_effect"].parameters
+            else {"frame_end": frame_end})
+    return strips.new_effect(name=name, type="COLOR", channel=channel, frame_start=frame_start, **span)
+
+
 def render_sequencer_red(scene, frame: int, out_dir: Path) -> float:
     """Render the scene's sequencer at ``frame`` (Standard view, sRGB PNG) and return the mean red, 0-255."""
     import bpy
@@ -111,20 +123,27 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_backend(tmp_path_factory):
     """The real ``trajplate serve`` on loopback (subprocess) with the test-only ``test-loop`` pipeline and tiny
-    weights in a temp home; yields its URL. Stopped by PID at the end."""
+    weights in a temp home; yields its URL. Stopped by PID at the end.
+
+    The server runs in ``TRAJPLATE_BACKEND_PYTHON`` when set (scripts/test_compat.sh points it at the main venv, so
+    the add-on runs on another bpy against the real backend), else in this Python; skips when neither has it."""
+    import importlib.util
     import os
     import subprocess
     import sys
     import time
     import urllib.request
 
+    python = os.environ.get("TRAJPLATE_BACKEND_PYTHON") or sys.executable
+    if python == sys.executable and importlib.util.find_spec("fastapi") is None:
+        pytest.skip("no backend environment here: set TRAJPLATE_BACKEND_PYTHON to a Python with trajplate installed")
     home = tmp_path_factory.mktemp("trajplate-home")
     port = _free_port()
     env = {**os.environ, "TRAJPLATE_HOME": str(home), "TRAJPLATE_PLUGINS": "test-loop=support.pipelines:LoopPipeline",
            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     env.pop("TRAJPLATE_TOKEN", None)
     log = open(home / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "trajplate.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([python, "-m", "trajplate.cli", "serve", "--port", str(port),
                              "--data-dir", str(home / "data")], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

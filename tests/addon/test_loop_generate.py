@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 av = pytest.importorskip("av", reason="the loop tests need the backend environment (PyAV, trajplate)")
+pytestmark = pytest.mark.blender_compat
 pytest_plugins = ["fixtures_loop"]
 
 
@@ -32,8 +33,7 @@ def test_generate_two_variations_land_as_takes(loop, shot, tmp_path):
     import bpy
 
     editor = shot.sequence_editor_create()
-    blocker = loop.compat.strips(editor).new_effect(name="blocker", type="COLOR", channel=1, frame_start=3,
-                                                   frame_end=6)
+    blocker = loop.colour_strip(editor, "blocker", 1, 3, 6)
     shot.trajplate.variations = 2
     assert bpy.ops.trajplate.generate() == {"FINISHED"}
     jobs = list(loop.session.manager.jobs)

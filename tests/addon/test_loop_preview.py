@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+pytestmark = pytest.mark.blender_compat
 pytest_plugins = ["fixtures_loop"]
 
 

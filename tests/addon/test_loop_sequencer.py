@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.blender_compat
 pytest_plugins = ["fixtures_loop"]
 
 METADATA = {
@@ -90,8 +91,7 @@ def test_two_takes_never_overwrite_and_use_free_channels(loop, tmp_path):
 
     scene = _scene(bpy)
     editor = scene.sequence_editor_create()
-    blocker = loop.compat.strips(editor).new_effect(name="blocker", type="COLOR", channel=1, frame_start=10,
-                                                   frame_end=20)
+    blocker = loop.colour_strip(editor, "blocker", 1, 10, 20)
     strips = []
     for _ in range(2):
         loop.colour_ramp_video(tmp_path / ".dl.mp4")

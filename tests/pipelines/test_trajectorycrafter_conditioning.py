@@ -104,6 +104,16 @@ def test_a_source_twice_as_dense_as_the_output_is_thinned_without_moving_the_geo
         assert np.hypot(*(centroid - [u, v])) < 0.5
 
 
+def test_clean_holes_grows_the_mask_by_two_pixels_and_blacks_what_it_takes():
+    render = np.ones((2, H, W, 3), np.float32)
+    holes = np.zeros((2, H, W), bool)
+    holes[0, 20, 30] = True
+    clean, grown = tc.dilate_holes(render, holes)
+    assert grown[0, 18:23, 28:33].all() and grown[0].sum() == 25 and not grown[1].any()
+    assert (clean[grown] == 0).all() and (clean[~grown] == 1).all()
+    assert holes.sum() == 1 and render.min() == 1  # inputs untouched
+
+
 def test_depth_alignment_recovers_an_affine_inverse_depth_exactly():
     rng = np.random.default_rng(2)
     true = rng.uniform(0.8, 12.0, (5, H, W))

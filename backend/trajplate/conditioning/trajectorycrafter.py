@@ -58,6 +58,7 @@ MODES: tuple[str, ...] = ("gradual", "direct")
 REFERENCE_FRAMES = 10
 DIRECT_CUT = 20
 Z_TOLERANCE = 0.02  # relative depth slack of the z-test: neighbouring points of one surface must not occlude each other
+HOLE_DILATION = 5  # the authors' hole-mask dilation with --mask (5×5)
 MIN_SPLAT_WEIGHT = 1e-3  # bilinear weights below this are float noise of an integer landing, not coverage
 
 
@@ -374,6 +375,17 @@ def _pivot_distance(depth0: np.ndarray) -> float:
     return float(np.median(finite))
 
 
+def dilate_holes(render: np.ndarray, holes: np.ndarray, size: int = HOLE_DILATION) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' ``--mask`` ("clean points"): grow the hole mask by a ``size``×``size`` square and black the
+    pixels it takes, so the splat's thin fringes at depth edges are inpainted rather than kept.
+
+    render: (T, h, w, 3) float32; holes: (T, h, w) bool. Returns new ``(render, holes)``; the inputs are not changed.
+    """
+    kernel = np.ones((size, size), np.uint8)
+    grown = np.stack([cv2.dilate(h.astype(np.uint8), kernel) for h in holes]).astype(bool)
+    return np.where(grown[..., None], 0.0, render).astype(np.float32), grown
+
+
 def build_conditioning(
     source: Source,
     target: Target,
@@ -384,11 +396,13 @@ def build_conditioning(
     width: int = 672,
     num_frames: int = 49,
     device: str | torch.device = "cpu",
+    clean_holes: bool = False,
 ) -> CrafterConditioning:
     """Point-cloud renders, hole masks and the reference clip at ``width``×``height``, ``num_frames`` diffusion frames.
 
     ``shot_frame_count``: F, to tell per-shot-frame target matrices from per-output ones. ``source`` frames are
-    sampled with :func:`time_map`; see the module doc for the modes. Splatting runs on ``device``.
+    sampled with :func:`time_map`; see the module doc for the modes. Splatting runs on ``device``. ``clean_holes``:
+    :func:`dilate_holes` (the authors' ``--mask``).
     Raises PipelineInputError naming the option at fault.
     """
     if mode not in MODES:
@@ -437,6 +451,8 @@ def build_conditioning(
     render, holes = render_point_clouds(
         source.rgb[source_index], source.depth[source_index], source.w2c[source_index], source.K[source_index],
         target_w2c, target_K, (width, height), device)
+    if clean_holes:
+        render, holes = dilate_holes(render, holes)
 
     ref_idx = tail[:REFERENCE_FRAMES]
     ref = torch.from_numpy(source.rgb[ref_idx]).permute(0, 3, 1, 2).float() / 255.0

@@ -14,15 +14,15 @@ first call and stays there until the end of the call, beside the transformer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import PIL.Image
 import torch
-from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+from diffusers import CogVideoXImageToVideoPipeline
 from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import retrieve_latents, retrieve_timesteps
 
+from ..cogvideox import guidance_at, guided_step
 from .models import ControlNetWeights, MagicMotionTransformer3DModel, TrajectoryControlNet, block_weights
 
 
@@ -134,20 +134,11 @@ class MagicMotionPipeline(CogVideoXImageToVideoPipeline):
                     timestep=timestep, ofs=ofs, image_rotary_emb=rotary, controlnet_states=residuals,
                     controlnet_weights=weights, return_dict=False,
                 )[0].float()
-            if use_dynamic_cfg:
-                self._guidance_scale = 1 + guidance_scale * (
-                    (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
-                )
-            if do_cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = uncond + self.guidance_scale * (cond - uncond)
-            if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                latents, old_pred_original_sample = self.scheduler.step(
-                    noise_pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
-                    **extra_step_kwargs, return_dict=False,
-                )
-            else:
-                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+            self._guidance_scale = guidance_at(guidance_scale, t, num_inference_steps, use_dynamic_cfg)
+            latents, old_pred_original_sample = guided_step(
+                self.scheduler, noise_pred, latents, old_pred_original_sample, timesteps, i,
+                guidance=self._guidance_scale, do_cfg=do_cfg, extra_step_kwargs=extra_step_kwargs,
+            )
             latents = latents.to(dtype)
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})

@@ -71,6 +71,8 @@ class TrajectoryCrafterOptions(BaseModel):
         None, json_schema_extra=REPO_ID_OVER_HTTP,
         description="depth model for takes: a Hugging Face repo id (in the server's cache), or a folder with "
                     "`trajplate run` only (default: the preset's)")
+    clean_holes: bool = Field(False, description="the authors' --mask: grow the hole mask 5×5 and inpaint those "
+                                                  "pixels too (hides splat fringes at depth edges)")
     quality_suffix: bool = Field(True, description="append the authors' quality suffix to the prompt")
     vae_tiling: bool | None = Field(None, description="tiled VAE decode; default: on in offload modes only")
 
@@ -196,6 +198,7 @@ class TrajectoryCrafter(TrajPipeline):
         conditioning = cond.build_conditioning(
             source, target, shot_frame_count=shot.num_frames, mode=options.mode, height=height, width=width,
             num_frames=frames, device=self.device if self.device.type == "cuda" else "cpu",
+            clean_holes=options.clean_holes,
         )
         return CrafterInputs(
             conditioning=conditioning, prompt=compose_prompt(shot, params, options.quality_suffix),

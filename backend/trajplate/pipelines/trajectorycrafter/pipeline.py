@@ -25,16 +25,17 @@ authors' for the same seed and device), reference latents, noise augmentation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
+from diffusers import CogVideoXPipeline
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from diffusers.utils.torch_utils import randn_tensor
+
+from ..cogvideox import guidance_at, guided_step
 
 AUTHORS_SAMPLE_FRAMES_PER_CHUNK = 4  # CogVideoX-Fun's VAE (models/autoencoder_magvit.py)
 AUTHORS_BASE_SIZE = (720, 480)  # their RoPE crop region is relative to this grid whatever the transformer config says
@@ -158,17 +159,9 @@ class TrajectoryCrafterPipeline(CogVideoXPipeline):
                 hidden_states=latent_in, encoder_hidden_states=prompt_embeds, timestep=t.expand(latent_in.shape[0]),
                 inpaint_latents=inpaint, cross_latents=ref_latents, image_rotary_emb=rope, return_dict=False,
             )[0].float()
-            if use_dynamic_cfg:
-                self._guidance_scale = 1 + guidance_scale * (
-                    (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2)
-            if do_cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = uncond + self.guidance_scale * (cond - uncond)
-            if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                latents, old_pred = self.scheduler.step(noise_pred, old_pred, t, timesteps[i - 1] if i > 0 else None,
-                                                        latents, **extra, return_dict=False)
-            else:
-                latents = self.scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
+            self._guidance_scale = guidance_at(guidance_scale, t, num_inference_steps, use_dynamic_cfg)
+            latents, old_pred = guided_step(self.scheduler, noise_pred, latents, old_pred, timesteps, i,
+                                            guidance=self._guidance_scale, do_cfg=do_cfg, extra_step_kwargs=extra)
             latents = latents.to(dtype)
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})

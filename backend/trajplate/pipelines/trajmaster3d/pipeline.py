@@ -9,7 +9,6 @@ two-copy scheme stays available (``transformer_ori``, set by the loader) for the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipelineOutput, retrieve_timesteps
 
+from ..cogvideox import guidance_at, guided_step
 from .transformer import MAX_ENTITIES, POSE_DIM, TrajMasterTransformer3DModel
 
 LORA_ADAPTER = "default"  # the adapter name the authors load their LoRA under
@@ -169,24 +169,11 @@ class TrajMaster3DPipeline(CogVideoXPipeline):
                     noise_pred = plain(**common)[0]
                 noise_pred = noise_pred.float()
 
-                if use_dynamic_cfg:
-                    # CogVideoX's cosine CFG ramp on the timestep (the authors and stock diffusers use the same).
-                    self._guidance_scale = 1 + guidance_scale * (
-                        (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
-                    )
-                else:
-                    self._guidance_scale = guidance_scale
-                if do_cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + self._guidance_scale * (cond - uncond)
-
-                if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                    latents, old_pred_original_sample = self.scheduler.step(
-                        noise_pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
-                        **extra_step_kwargs, return_dict=False,
-                    )
-                else:
-                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                self._guidance_scale = guidance_at(guidance_scale, t, num_inference_steps, use_dynamic_cfg)
+                latents, old_pred_original_sample = guided_step(
+                    self.scheduler, noise_pred, latents, old_pred_original_sample, timesteps, i,
+                    guidance=self._guidance_scale, do_cfg=do_cfg, extra_step_kwargs=extra_step_kwargs,
+                )
                 latents = latents.to(prompt_embeds.dtype)
 
                 if callback_on_step_end is not None:
