@@ -3,6 +3,8 @@
 Each helper names the versions it bridges; callers never test ``bpy.app.version`` themselves.
 """
 
+import bpy
+
 # EEVEE's engine id is BLENDER_EEVEE_NEXT in 4.2-4.5 and BLENDER_EEVEE again from 5.0.
 EEVEE_ENGINES = frozenset({"BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"})
 
@@ -37,6 +39,28 @@ def strips(editor):
 def strips_all(editor):
     """All strips, meta-strip contents included: ``strips_all`` in 4.4+, ``sequences_all`` in 4.2."""
     return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+
+
+def retiming_span(frames: int) -> int:
+    """Content frames between the first and the last retiming key of a strip of ``frames`` frames: 5.0 puts the
+    last key on the end of the last frame (``frames``), 4.2-4.5 on the last frame itself (``frames - 1``)."""
+    return frames if bpy.app.version >= (5, 0, 0) else frames - 1
+
+
+def retimed_movie_cache_fix(editor) -> str:
+    """Keep a retimed movie strip showing the frames its retiming asks for; returns a note for the console ('' if
+    nothing changed).
+
+    5.0 keys its raw (source image) cache by the *truncated* frame index of a retimed strip but decodes the *rounded*
+    one, so a slowed-down take shows, on every scene frame whose position falls in the second half of a movie frame,
+    whichever neighbour was drawn first (the frame before, in playback and renders). Turning the editor's raw cache
+    off avoids it; its final cache (keyed by scene frame) still caches playback. 4.2-4.5 key the cache by scene frame.
+    """
+    if bpy.app.version < (5, 0, 0) or not editor.use_cache_raw:
+        return ""
+    editor.use_cache_raw = False
+    return ("turned the sequencer's raw cache off: Blender 5.0 caches retimed movie frames under the wrong index "
+            "(takes would show the frame before on some frames)")
 
 
 def sequencer_scene(context):

@@ -6,7 +6,9 @@ frame each generated frame stands for, from the job metadata): generated frame 0
 the last generated frame on ``shot_frames[-1]``; Blender interpolates linearly between them (all five pipelines
 sample the shot uniformly) and shows, on each scene frame, the generated frame whose time-map frame is nearest. The strip's handles are then set to exactly ``[frame_start, frame_end + 1)``, holding
 the first / last generated frame where the time map starts after or ends before the shot. Without
-``shot_frames`` the first and last generated frames go on the shot's first and last frames.
+``shot_frames`` the first and last generated frames go on the shot's first and last frames. In Blender 5.0 a
+retimed take turns the sequencer's raw cache off (:func:`.compat.retimed_movie_cache_fix`: that cache shows retimed
+movie frames off by one there).
 """
 
 from __future__ import annotations
@@ -74,19 +76,24 @@ def _sequencer_area():
     return window, area, next(r for r in area.regions if r.type == "WINDOW"), old
 
 
-def retime(scene, strip, first: int, last: int) -> None:
-    """Pin the strip's first movie frame on scene frame ``first`` and its last on ``last`` (linear in between).
+def retime(scene, strip, first: int, last: int) -> bool:
+    """Pin the strip's first frame on scene frame ``first`` and its last (frame T − 1) on ``last``, linear in between:
+    frame i plays at ``first + i·(last − first)/(T − 1)`` and each scene frame shows the nearest one.
 
     Through ``sequencer.retiming_segment_speed_set`` (keys through RNA are unsafe in bpy 4.5: ``retiming_keys.add``
-    crashes on a strip without keys and key frames read back wrong when other strips exist). The operator's length
-    rule differs between versions (4.5: the segment spans ``T − 1`` frame steps; 4.3: ``T``), so it is measured: the
-    strip length at 100 % and 50 % gives ``length = k · 100 / speed + c``, solved for the target length.
-    Raises ``RuntimeError`` if Blender did not land the last frame on ``last``.
+    crashes on a strip without keys and key frames read back wrong when other strips exist). The end key stands for
+    content position :func:`.compat.retiming_span` (T in 5.0, T − 1 before) and goes where that position falls on
+    the line above, rounded to a frame (5.0 can then be nearest only up to 1/(2·span) frame of a tie). The
+    operator's length rule differs between versions (4.5: length = T − 1 frame steps + 1 at 100 %; 4.2: T + 1;
+    5.0: T), so it is measured: the strip length at 100 % and 50 % gives ``length = k · 100 / speed + c``, with the
+    key at ``first + k · 100 / speed``. Speeds pass through float32 and 4.2 floors the key position, so a landing
+    one frame off is retried with the target nudged. Returns whether the strip was retimed (not one frame per frame).
+    Raises ``RuntimeError`` if Blender did not land the key there.
     """
     length = strip.frame_final_duration
     strip.frame_start = first
     if length < 2 or first + length - 1 == last:
-        return
+        return False
     if last <= first:
         raise ValueError(f"shot_frames must increase; got first {first}, last {last}")
     editor = scene.sequence_editor
@@ -106,7 +113,9 @@ def retime(scene, strip, first: int, last: int) -> None:
 
             at_100 = length_at(100.0)
             k = length_at(50.0) - at_100
-            length_at(100.0 * k / (last - first + 1 - (at_100 - k)))
+            span = round(compat.retiming_span(length) * (last - first) / (length - 1))  # end key - first
+            target = span + at_100 - k
+            landed = next((n for n in (0.0, 0.3, -0.3) if length_at(100.0 * k / (span + n)) == target), None)
     finally:
         if restore is not None:
             area.ui_type = restore
@@ -114,8 +123,9 @@ def retime(scene, strip, first: int, last: int) -> None:
         for s in selected:
             s.select = True
         editor.active_strip = active
-    if strip.frame_final_end != last + 1:
-        raise RuntimeError(f"retiming put the take's last frame on {strip.frame_final_end - 1}, not {last}")
+    if landed is None:
+        raise RuntimeError(f"retiming put the take's end on frame {strip.frame_final_end}, not {first + target}")
+    return True
 
 
 def _score_summary(score) -> str:
@@ -195,7 +205,10 @@ def add_take(scene, video: Path, metadata: dict, *, shot: str, shot_scene: str, 
         shot_frames = metadata.get("shot_frames") or []
         first, last = ((round(shot_frames[0]), round(shot_frames[-1])) if len(shot_frames) >= 2
                        else (frame_start, frame_end))
-        retime(scene, strip, first, last)
+        if retime(scene, strip, first, last):
+            note = compat.retimed_movie_cache_fix(editor)
+            if note:
+                print(f"TrajPlate: {note}")
         strip.frame_final_start = frame_start
         strip.frame_final_end = frame_end + 1
         strip.channel = channel  # moving the strip may have bumped it on an overlap

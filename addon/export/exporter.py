@@ -257,8 +257,8 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     # One vectorised polar decomposition for the camera and every entity, (F, 1 + N, 4, 4), in Blender units;
     # rigid() keeps translations as they are, so scaling them afterwards gives the same numbers as before.
     poses = rigid(np.concatenate([samples.camera_world[:, None], samples.entity_world], axis=1))
-    w2c_bu = w2c_opencv(poses[:, 0])
     c2w, w2c, K = camera_arrays(poses[:, 0], samples, render, unit_scale)
+    w2c_bu = w2c if unit_scale == 1.0 else w2c_opencv(poses[:, 0])  # the boxes' camera, in Blender units
     pose = poses[:, 1:]
     pose[..., :3, 3] *= unit_scale
     world = samples.entity_world.copy()
