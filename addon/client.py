@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,23 @@ def _field_message(body: Any) -> str:
     return str(detail)
 
 
+def _stream(segments, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Bytes of ``segments`` (bytes, or ``(open file, size)``) in order, files read ``chunk`` bytes at a time. A file
+    that is not ``size`` bytes long any more raises BackendError (the Content-Length already went out)."""
+    for segment in segments:
+        if isinstance(segment, bytes):
+            yield segment
+            continue
+        handle, size = segment
+        sent = 0
+        while block := handle.read(min(chunk, size - sent)):
+            sent += len(block)
+            yield block
+        if sent != size or handle.read(1):
+            raise BackendError(f"{Path(handle.name).name} changed while it was being uploaded; press Retry",
+                               f"{handle.name}: {sent} of {size} bytes")
+
+
 class Client:
     """One backend: ``base_url`` like ``http://127.0.0.1:8765``; ``token`` sent as a Bearer header when set.
 
@@ -76,13 +94,15 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 timeout: float | None = None):
+    def _request(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
+                 content_type: str | None = None, timeout: float | None = None, content_length: int | None = None):
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if content_type:
             headers["Content-Type"] = content_type
+        if content_length is not None:  # a streamed body: urllib sends the iterable's chunks as they come
+            headers["Content-Length"] = str(content_length)
         req = urllib.request.Request(self.base_url + API + path, data=body, method=method, headers=headers)
         try:
             return urllib.request.urlopen(req, timeout=timeout or self.timeout)  # noqa: S310 (URL from prefs)
@@ -109,9 +129,9 @@ class Client:
                 f"Backend not reachable at {self.base_url}: start it (Local backend ▸ Start) or fix the URL "
                 "in preferences", f"{method} {req.full_url}: {reason!r}") from exc
 
-    def _json(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-              timeout: float | None = None) -> Any:
-        with self._request(method, path, body, content_type, timeout) as resp:
+    def _json(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
+              content_type: str | None = None, timeout: float | None = None, content_length: int | None = None) -> Any:
+        with self._request(method, path, body, content_type, timeout, content_length) as resp:
             raw = resp.read()
         try:
             return json.loads(raw)
@@ -138,26 +158,33 @@ class Client:
         :class:`BackendError` (also when the source video cannot be read here).
         """
         boundary = uuid.uuid4().hex
-        parts = []
-        for name, value in (("params", json.dumps(params)), ("client_job_id", client_job_id)):
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
         files = [("bundle", Path(bundle), "application/zip")]
         if source_video is not None:  # any container FFmpeg decodes; the server probes the content
             files.append(("source_video", Path(source_video), "application/octet-stream"))
-        for name, path, kind in files:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise BackendError(f"Could not read the {name.replace('_', ' ')} {path}: {exc.strerror or exc}",
-                                   repr(exc)) from exc
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{path.name}"'
-                         f"\r\nContent-Type: {kind}\r\n\r\n".encode())
-            parts.append(data)
-            parts.append(b"\r\n")
-        parts.append(f"--{boundary}--\r\n".encode())
-        # An upload is transfer-bound like a download (and the server validates the bundle before answering).
-        answer = self._json("POST", "/jobs", b"".join(parts), f"multipart/form-data; boundary={boundary}",
-                            self.download_timeout)
+        # The body is streamed from the files (a bundle can be gigabytes: Blender's memory must not hold it twice).
+        segments: list[bytes | tuple[Any, int]] = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in (("params", json.dumps(params)), ("client_job_id", client_job_id))]
+        handles = []
+        try:
+            for name, path, kind in files:
+                try:
+                    handle = path.open("rb")
+                except OSError as exc:
+                    raise BackendError(f"Could not read the {name.replace('_', ' ')} {path}: {exc.strerror or exc}",
+                                       repr(exc)) from exc
+                handles.append(handle)
+                segments += [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                             f'filename="{path.name}"\r\nContent-Type: {kind}\r\n\r\n'.encode(),
+                             (handle, os.fstat(handle.fileno()).st_size), b"\r\n"]
+            segments.append(f"--{boundary}--\r\n".encode())
+            length = sum(len(seg) if isinstance(seg, bytes) else seg[1] for seg in segments)
+            # An upload is transfer-bound like a download (and the server validates the bundle before answering).
+            answer = self._json("POST", "/jobs", _stream(segments), f"multipart/form-data; boundary={boundary}",
+                                self.download_timeout, content_length=length)
+        finally:
+            for handle in handles:
+                handle.close()
         if not isinstance(answer, dict) or "id" not in answer:
             raise BackendError("Backend accepted the job but sent no job id", repr(answer))
         return str(answer["id"])
