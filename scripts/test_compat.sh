@@ -30,9 +30,10 @@ for v in "${versions[@]}"; do
   packages="$spec numpy pytest>=8 av>=12"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    # without PYTHONPATH: pip would see backend/'s trajplate metadata and warn about its (absent) dependencies
+    PYTHONPATH= "$venv/bin/python" -m pip install --quiet --upgrade pip
     # shellcheck disable=SC2086  # one word per package
-    "$venv/bin/python" -m pip install --quiet $packages
+    PYTHONPATH= "$venv/bin/python" -m pip install --quiet $packages
     echo "$packages" > "$stamp"
   fi
   echo "== $("$venv/bin/python" -c 'import bpy; print("bpy", bpy.app.version_string)' 2>/dev/null | tail -n 1)"
