@@ -295,8 +295,8 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
         arrays["depth"] = depth
         arrays["instance_mask"] = mask
     axes = samples.entity_world[..., :3, :3]
-    scale = np.sqrt((axes * axes).sum(axis=-2))  # (F, N, 3) axis lengths
-    uneven = (scale.max(-1) > scale.min(-1) * (1 + 1e-4)).any(axis=0)
+    scale2 = (axes * axes).sum(axis=-2)  # (F, N, 3) squared axis lengths
+    uneven = (scale2.max(-1) > scale2.min(-1) * (1 + 1e-4) ** 2).any(axis=0)
     never = ~(box_valid | in_frame).any(axis=0)
     for meta, is_uneven, is_never in zip(metas, uneven, never, strict=True):
         if is_uneven:
