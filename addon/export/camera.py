@@ -61,19 +61,21 @@ def rigid(matrices):
     Matrices whose columns are orthogonal (scale without shear: nearly every object) take a fast path with the same
     result: columns normalised, then one Newton step of the polar iteration ``(R + R^-T) / 2`` removes the float32
     rounding of Blender's matrices (orthonormal to ~1e-15). Sheared or mirrored ones go through the SVD.
+    The fast path works on (column, component, matrix) arrays: every step is then one NumPy call over all matrices
+    (reductions over a trailing 3-axis and batched 3x3 products cost 20-30x more per call on shot-sized inputs).
     """
     rot = matrices[..., :3, :3]
-    cols = np.swapaxes(rot, -1, -2)  # (..., 3 columns, 3 components): columns as rows, so each is contiguous
-    cols = cols / np.sqrt((cols * cols).sum(axis=-1))[..., None]
-    nxt, nxt2 = cols[..., [1, 2, 0], :], cols[..., [2, 0, 1], :]
+    cols = np.ascontiguousarray(rot.reshape(-1, 3, 3).transpose(2, 1, 0))  # (3 columns, 3 components, M)
+    cols = cols / np.sqrt((cols * cols).sum(axis=1))[:, None]
+    nxt, nxt2 = cols[[1, 2, 0]], cols[[2, 0, 1]]
     # cofactor column i = column i+1 × column i+2: det(R) · R^-T, all three crosses at once
-    cof = nxt[..., [1, 2, 0]] * nxt2[..., [2, 0, 1]] - nxt[..., [2, 0, 1]] * nxt2[..., [1, 2, 0]]
-    det = (cols[..., 0, :] * cof[..., 0, :]).sum(-1)
-    newton = 0.5 * (cols + cof / det[..., None, None])
+    cof = nxt[:, [1, 2, 0]] * nxt2[:, [2, 0, 1]] - nxt[:, [2, 0, 1]] * nxt2[:, [1, 2, 0]]
+    det = (cols[0] * cof[0]).sum(axis=0)
+    newton = 0.5 * (cols + cof / det)
     # Newton from normalised columns converges to the polar factor only when the columns were orthogonal.
-    slow = (np.abs((cols * nxt).sum(-1)).max(axis=-1) > 1e-5) | (det < 0.5)
+    slow = ((np.abs((cols * nxt).sum(axis=1)).max(axis=0) > 1e-5) | (det < 0.5)).reshape(rot.shape[:-2])
     out = np.zeros(matrices.shape)
-    out[..., :3, :3] = np.swapaxes(newton, -1, -2)
+    out[..., :3, :3] = newton.transpose(2, 1, 0).reshape(rot.shape)
     if slow.any():
         u, _, vt = np.linalg.svd(rot[slow])
         # A mirrored object (negative scale) gives det -1; flip one axis to stay a proper rotation.

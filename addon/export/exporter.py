@@ -175,8 +175,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
         geos = [samples.geometry[j] for j in rigid]
         box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam[:, rigid], [g.vertices for g in geos],
                                                         [g.edges for g in geos], K, width, height, samples.clip_start)
-        corners = np.stack([g.bound_box for g in geos])  # (R, 8, 3) local
-        box_3d[:, rigid] = transform(samples.entity_world[:, rigid], corners) * unit_scale
+        box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], [g.bound_box for g in geos]) * unit_scale
     for j, geo in enumerate(samples.geometry):
         if not geo.deforms:
             continue
@@ -187,6 +186,16 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
             box, ok = tight_boxes(cam, K[f:f + 1], width, height, samples.clip_start[f], edges)
             box_2d[f, j], valid[f, j] = box[0], ok[0]
     return box_2d, valid, box_3d
+
+
+def _corners_world(world, corners):
+    """(F, R, 8, 3) world corners from (F, R, 4, 4) matrices and R (8, 3) local corner sets: one batched product of
+    (R, 3F, 4) by (R, 4, 8), which BLAS runs per entity (a (F, R) batch of tiny products costs several times more)."""
+    n_frames, n_ent = world.shape[:2]
+    local = np.ones((n_ent, 4, 8))
+    local[:, :3] = np.swapaxes(np.asarray(corners), -1, -2)
+    rows = world[..., :3, :].transpose(1, 0, 2, 3).reshape(n_ent, 3 * n_frames, 4)
+    return (rows @ local).reshape(n_ent, n_frames, 3, 8).transpose(1, 0, 3, 2)
 
 
 def _visible(in_frame, track_2d, track_depth, depth, mask):
@@ -294,10 +303,15 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
         arrays["track_visible"] = _visible(in_frame, track_2d, track_depth, depth, mask)
         arrays["depth"] = depth
         arrays["instance_mask"] = mask
-    axes = samples.entity_world[..., :3, :3]
-    scale2 = (axes * axes).sum(axis=-2)  # (F, N, 3) squared axis lengths
-    uneven = (scale2.max(-1) > scale2.min(-1) * (1 + 1e-4) ** 2).any(axis=0)
+    # (3 axes, 3 components, F * N): reductions over the leading axes are one fast pass each
+    axes = np.ascontiguousarray(samples.entity_world[..., :3, :3].reshape(-1, 3, 3).transpose(2, 1, 0))
+    scale2 = (axes * axes).sum(axis=1)  # (3, F * N) squared axis lengths
+    uneven = (scale2.max(0) > scale2.min(0) * (1 + 1e-4) ** 2).reshape(world.shape[:2]).any(axis=0)
     never = ~(box_valid | in_frame).any(axis=0)
+    for meta, geo in zip(metas, samples.geometry, strict=True):
+        if not any(len(v) for v in (geo.vertices if geo.deforms else [geo.vertices])):
+            warnings.append(f"Entity '{meta['name']}' has no geometry (an empty mesh, or nothing to show): it gets no "
+                            "2D box and no mask; give it a proxy mesh so that box and mask pipelines can see it.")
     for meta, is_uneven, is_never in zip(metas, uneven, never, strict=True):
         if is_uneven:
             warnings.append(f"Entity '{meta['name']}' has non-uniform scale: entity_quaternion_wxyz and "

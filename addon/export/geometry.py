@@ -4,6 +4,8 @@ Camera space is OpenCV (x right, y down, z forward); pixels have their origin at
 pixel centres at +0.5, matching the K of :mod:`.camera`.
 """
 
+import math
+
 import numpy as np
 
 
@@ -51,11 +53,11 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
             cut[..., 2] = near  # exact, so the projection does not wobble with rounding
             uv = np.concatenate([uv, project(K, cut)], axis=1)
             keep = np.concatenate([keep, crossing], axis=1)
-    if keep.all():  # the common case: everything in front, no masking needed
+    if keep.size and keep.all():  # the common case: everything in front, no masking needed
         lo, hi = uv.min(axis=1), uv.max(axis=1)
     else:
-        lo = np.where(keep[..., None], uv, np.inf).min(axis=1)
-        hi = np.where(keep[..., None], uv, -np.inf).max(axis=1)
+        lo = np.where(keep[..., None], uv, np.inf).min(axis=1, initial=np.inf)  # initial: no vertices at all
+        hi = np.where(keep[..., None], uv, -np.inf).max(axis=1, initial=-np.inf)
     limit = np.array([width, height], dtype=np.float64)
     lo = np.clip(lo, 0.0, limit)
     hi = np.clip(hi, 0.0, limit)
@@ -76,34 +78,36 @@ def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
     reaching behind the near plane goes through :func:`tight_boxes` in float64 with its edges.
     """
     n_frames, n_ent = obj_to_cam.shape[:2]
-    near = np.broadcast_to(np.asarray(near, dtype=np.float64), (n_frames,))
+    near = np.full(n_frames, near, dtype=np.float64) if np.ndim(near) == 0 else np.asarray(near, dtype=np.float64)
+    nearest = near.max()
     boxes = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
+    # Per entity, camera-space vertices as (V, 3, F) from one (V, 4) @ (4, 3F) product of homogeneous vertices: that
+    # thin shape keeps BLAS single-threaded ((3F, 4) @ (4, V) spins threads up, and so does an affine (V, 3) @ (3, 3F)
+    # plus translation: 5-10x slower on small shots), and reductions over the vertices run along the first axis, which
+    # NumPy vectorises over the frames.
+    rows = obj_to_cam[:, :, :3].transpose(1, 3, 2, 0).reshape(n_ent, 4, 3 * n_frames).astype(np.float32)
     fast, extremes = [], []  # entities in front of the near plane; their (min, max) of (x / z, y / z) per frame
     for j, (verts, edges) in enumerate(zip(vertex_sets, edge_sets, strict=True)):
-        # Camera-space vertices as (V, 3, F) from one (V, 4) @ (4, 3F) product: that thin shape keeps BLAS
-        # single-threaded ((3F, 4) @ (4, V) spins threads up and costs 5-8x more on small shots), and reductions over
-        # the vertices run along the first axis, which NumPy vectorises over the frames.
         homogeneous = np.ones((len(verts), 4), dtype=np.float32)
         homogeneous[:, :3] = verts
-        rows = obj_to_cam[:, j, :3].transpose(2, 1, 0).reshape(4, -1).astype(np.float32)
-        cam = (homogeneous @ rows).reshape(-1, 3, n_frames)
+        cam = (homogeneous @ rows[j]).reshape(-1, 3, n_frames)
         z = cam[:, 2]
-        if len(verts) == 0 or (z.min() <= near.max() and (z.min(axis=0) <= near).any()):
-            points = (np.concatenate([verts, np.ones((len(verts), 1))], axis=1)
-                      @ obj_to_cam[:, j, :3].transpose(2, 1, 0).reshape(4, -1)).reshape(-1, 3, n_frames)
+        if len(verts) == 0 or (z.min() <= nearest and (z.min(axis=0) <= near).any()):
+            points = (verts @ obj_to_cam[:, j, :3, :3].transpose(2, 1, 0).reshape(3, -1)
+                      + obj_to_cam[:, j, :3, 3].T.reshape(-1)).reshape(-1, 3, n_frames)
             boxes[:, j], valid[:, j] = tight_boxes(points.transpose(2, 0, 1), K, width, height, near, edges)
             continue
         ray = cam[:, :2] / z[:, None]  # (V, 2, F): x / z, y / z
         fast.append(j)
         extremes.append((ray.min(axis=0), ray.max(axis=0)))
     if fast:
-        focal = np.stack([K[:, 0, 0], K[:, 1, 1]])  # (2, F)
-        centre = np.stack([K[:, 0, 2], K[:, 1, 2]])
-        limit = np.array([width, height], dtype=np.float64)[:, None]
-        corners = np.clip(focal * np.array(extremes, dtype=np.float64) + centre, 0.0, limit)  # (R, 2, 2, F)
+        focal = K[:, [0, 1], [0, 1]].T  # (2, F): fx, fy
+        centre = K[:, [0, 1], [2, 2]].T  # (2, F): cx, cy
+        corners = focal * np.array(extremes, dtype=np.float64) + centre  # (R, 2 min/max, 2 x/y, F)
+        np.clip(corners, 0.0, np.array([[width], [height]], dtype=np.float64), out=corners)
         ok = (corners[:, 1] > corners[:, 0]).all(axis=1)  # (R, F)
-        boxes[:, fast] = np.where(ok[:, None], corners.reshape(len(fast), 4, n_frames), 0.0).transpose(2, 0, 1)
+        boxes[:, fast] = (corners * ok[:, None, None]).reshape(len(fast), 4, n_frames).transpose(2, 0, 1)
         valid[:, fast] = ok.T
     return boxes, valid
 
@@ -144,7 +148,7 @@ def quaternions_wxyz(rot):
     (no 360° jumps when interpolating); the first frame has w >= 0.
     """
     lead = rot.shape[:-2]
-    flat = np.ones((int(np.prod(lead)), 10))
+    flat = np.ones((math.prod(lead), 10))
     flat[:, 1:] = rot.reshape(-1, 9)
     mixed = flat @ _CANDIDATES  # (M, 20)
     best = mixed[:, :16].reshape(-1, 4, 4)[np.arange(len(mixed)), mixed[:, 16:].argmax(-1)]

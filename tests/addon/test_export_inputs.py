@@ -154,3 +154,21 @@ def test_runner_script(small_shot, tmp_path):
 
     shot = load_shot(out)
     assert shot.meta.blend_file == str(blend) and shot.num_frames == 3
+
+
+def test_entity_mesh_without_vertices(small_shot, tmp_path):
+    """A proxy whose mesh was emptied (all geometry deleted) exports with no 2D box and a warning, not a crash."""
+    import bpy
+    from trajplate.shot import load_shot
+
+    from addon.export import ExportOptions, export_shot
+
+    empty = bpy.data.objects.new("Emptied", bpy.data.meshes.new("Emptied"))
+    bpy.data.collections["TrajPlate"].objects.link(empty)
+    result = export_shot(tmp_path / "shot.zip", small_shot, ExportOptions(include_renders=False))
+    shot = load_shot(result.path)
+    k = result.entity_names.index("Emptied")
+    assert not shot.box_2d_valid[:, k].any() and (shot.box_2d[:, k] == 0).all()
+    assert (shot.box_3d_world[:, k] == 0).all()  # an empty mesh's bound box is its origin: (0, 0, 0) at the origin
+    assert shot.box_2d_valid[:, [j for j in range(len(result.entity_names)) if j != k]].all()
+    assert any("'Emptied'" in w for w in result.warnings)

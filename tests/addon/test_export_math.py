@@ -1,0 +1,91 @@
+"""The export's NumPy kernels against straightforward float64 references (no Blender needed, but run with the add-on
+tests): the polar factor of world matrices, quaternions, and the fast float32 rigid boxes."""
+
+import numpy as np
+import pytest
+
+from addon.export.camera import rigid
+from addon.export.geometry import quaternions_wxyz, rigid_boxes, tight_boxes
+
+
+def _rotations(rng, n):
+    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q *= np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
+    q[np.linalg.det(q) < 0, :, 0] *= -1  # proper rotations
+    return q
+
+
+def _polar(rot):
+    u, _, vt = np.linalg.svd(rot)
+    u[np.linalg.det(u @ vt) < 0, :, 2] *= -1
+    return u @ vt
+
+
+@pytest.mark.parametrize("kind", ["uniform", "axis-scale", "shear", "mirror"])
+def test_rigid_is_the_proper_polar_factor(kind):
+    rng = np.random.default_rng(3)
+    rot = _rotations(rng, 60)
+    scale = {"uniform": np.repeat(rng.uniform(0.01, 50, (60, 1)), 3, 1), "axis-scale": rng.uniform(0.1, 5, (60, 3)),
+             "shear": rng.uniform(0.5, 2, (60, 3)), "mirror": rng.uniform(0.5, 2, (60, 3)) * [-1, 1, 1]}[kind]
+    linear = rot * scale[:, None, :]  # columns scaled: a Blender object's loc/rot/scale matrix
+    if kind == "shear":
+        linear = linear @ (np.eye(3) + np.triu(rng.uniform(0.2, 0.8, (60, 3, 3)), 1))
+    matrices = np.zeros((6, 10, 4, 4))
+    matrices[..., :3, :3] = linear.reshape(6, 10, 3, 3).astype(np.float32)  # Blender's precision
+    matrices[..., :3, 3] = rng.normal(size=(6, 10, 3))
+    matrices[..., 3, 3] = 1.0
+    out = rigid(matrices)
+    assert out.shape == matrices.shape
+    np.testing.assert_array_equal(out[..., :3, 3], matrices[..., :3, 3])
+    r = out[..., :3, :3]
+    np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=1e-13)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-13)
+    # Normalised columns of a float32 matrix with unequal scales are orthogonal only to float32 rounding: the fast
+    # path's nearest rotation then differs from the exact polar factor by that rounding (1e-8 rad), no more.
+    np.testing.assert_allclose(r, _polar(matrices[..., :3, :3]), atol=1e-7 if kind == "axis-scale" else 1e-12)
+
+
+def test_quaternions_rebuild_the_rotations_and_stay_continuous():
+    rng = np.random.default_rng(4)
+    # A slow spin through 720 degrees about a random axis per entity: the raw quaternion would flip sign midway.
+    angles = np.linspace(0, 4 * np.pi, 50)[:, None]
+    axes = rng.normal(size=(3, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    k = np.zeros((3, 3, 3))
+    k[:, [2, 0, 1], [1, 2, 0]] = axes
+    k -= np.swapaxes(k, -1, -2)
+    rot = np.eye(3) + np.sin(angles)[..., None, None] * k + (1 - np.cos(angles))[..., None, None] * (k @ k)
+    q = quaternions_wxyz(rot)
+    assert q.shape == (50, 3, 4)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-14)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    rebuilt = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+    np.testing.assert_allclose(rebuilt, rot, atol=1e-12)
+    assert (q[0, :, 0] >= 0).all()
+    assert ((q[1:] * q[:-1]).sum(-1) > 0).all()
+
+
+def test_rigid_boxes_match_float64_reference():
+    """Random entities in front of, straddling and behind the near plane, and one without vertices."""
+    rng = np.random.default_rng(5)
+    n_frames, width, height = 12, 640, 480
+    K = np.tile([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]], (n_frames, 1, 1))
+    near = rng.uniform(0.05, 0.2, n_frames)
+    depths = [6.0, 0.3, -3.0, 4.0]  # in front, straddling the near plane, behind, no vertices
+    obj_to_cam = np.zeros((n_frames, len(depths), 4, 4))
+    obj_to_cam[..., :3, :3] = _rotations(rng, n_frames * len(depths)).reshape(n_frames, len(depths), 3, 3)
+    obj_to_cam[..., :3, 3] = rng.normal(scale=0.5, size=(n_frames, len(depths), 3)) + [0, 0, 1] * np.array(depths)[:, None]
+    obj_to_cam[..., 3, 3] = 1.0
+    verts = [rng.normal(scale=0.6, size=(300, 3)) for _ in depths[:3]] + [np.zeros((0, 3))]
+    edges = [rng.integers(0, len(v), size=(400, 2)) if len(v) else np.zeros((0, 2), int) for v in verts]
+    boxes, valid = rigid_boxes(obj_to_cam, verts, edges, K, width, height, near)
+    for j, (v, e) in enumerate(zip(verts, edges, strict=True)):
+        cam = v @ np.swapaxes(obj_to_cam[:, j, :3, :3], -1, -2) + obj_to_cam[:, j, None, :3, 3]
+        ref_boxes, ref_valid = tight_boxes(cam, K, width, height, near, e)
+        np.testing.assert_array_equal(valid[:, j], ref_valid)
+        np.testing.assert_allclose(boxes[:, j], ref_boxes, atol=1e-3)
+    assert valid[:, 0].all() and valid[:, 1].any() and not valid[:, 2].any() and not valid[:, 3].any()
