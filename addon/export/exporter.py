@@ -166,14 +166,20 @@ def _entities(scene, frames, is_cancelled, report):
 def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     """box_2d (F, N, 4), box_2d_valid (F, N) and box_3d_world (F, N, 8, 3) metres from the sampled geometry."""
     n_frames, n_ent = samples.entity_world.shape[:2]
+    rigid = [j for j, geo in enumerate(samples.geometry) if not geo.deforms]
+    geos = [samples.geometry[j] for j in rigid]
+    if len(rigid) == n_ent:  # the common case: every entity rigid, no scatter into the full arrays
+        obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
+        box_2d, valid = rigid_boxes(obj_to_cam, [g.vertices for g in geos], [g.edges for g in geos], K, width, height,
+                                    samples.clip_start)
+        box_3d = _corners_world(samples.entity_world, [g.bound_box for g in geos])
+        return box_2d, valid, box_3d * unit_scale if unit_scale != 1.0 else box_3d
     box_2d = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
     box_3d = np.zeros((n_frames, n_ent, 8, 3))
-    obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
-    rigid = [j for j, geo in enumerate(samples.geometry) if not geo.deforms]
     if rigid:
-        geos = [samples.geometry[j] for j in rigid]
-        box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam[:, rigid], [g.vertices for g in geos],
+        obj_to_cam = w2c_bu[:, None] @ samples.entity_world[:, rigid]
+        box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam, [g.vertices for g in geos],
                                                         [g.edges for g in geos], K, width, height, samples.clip_start)
         box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], [g.bound_box for g in geos]) * unit_scale
     for j, geo in enumerate(samples.geometry):
@@ -203,12 +209,11 @@ def _visible(in_frame, track_2d, track_depth, depth, mask):
     nearer than the origin (origins outside their own geometry, e.g. a torus centre)."""
     n_frames, n_ent = in_frame.shape
     height, width = mask.shape[1:]
-    px = np.clip(np.floor(track_2d[..., 0]).astype(np.int64), 0, width - 1)
-    py = np.clip(np.floor(track_2d[..., 1]).astype(np.int64), 0, height - 1)
-    f = np.arange(n_frames)[:, None]
-    ids = np.arange(1, n_ent + 1)[None, :]
-    own = mask[f, py, px] == ids
-    behind = depth[f, py, px] >= track_depth * (1 - 1e-3)
+    # Clamped before the integer cast (an origin on the camera plane projects to +-1e12 px); one flat index per track.
+    pixel = np.minimum(np.maximum(np.floor(track_2d), 0.0), (width - 1, height - 1)).astype(np.intp)  # (F, N, 2)
+    flat = (np.arange(n_frames)[:, None] * height + pixel[..., 1]) * width + pixel[..., 0]
+    own = mask.reshape(-1)[flat] == np.arange(1, n_ent + 1)
+    behind = depth.reshape(-1)[flat] >= track_depth * (1 - 1e-3)
     return in_frame & (own | behind)
 
 
@@ -268,16 +273,16 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     poses = rigid(np.concatenate([samples.camera_world[:, None], samples.entity_world], axis=1))
     c2w, w2c, K = camera_arrays(poses[:, 0], samples, render, unit_scale)
     w2c_bu = w2c if unit_scale == 1.0 else w2c_opencv(poses[:, 0])  # the boxes' camera, in Blender units
-    pose = poses[:, 1:]
-    pose[..., :3, 3] *= unit_scale
-    world = samples.entity_world.copy()
-    world[..., :3, 3] *= unit_scale
+    pose, world = poses[:, 1:], samples.entity_world
+    if unit_scale != 1.0:
+        pose[..., :3, 3] *= unit_scale
+        world = world.copy()  # the samples stay in Blender units for the boxes
+        world[..., :3, 3] *= unit_scale
     cam_pose = w2c[:, None] @ pose
     origin = cam_pose[..., :3, 3]
-    track_2d = project(K[:, None], origin[..., None, :])[..., 0, :]
+    track_2d = project(K, origin)
     track_depth = origin[..., 2]
-    in_frame = ((track_depth > 0) & (track_2d[..., 0] >= 0) & (track_2d[..., 0] < width)
-                & (track_2d[..., 1] >= 0) & (track_2d[..., 1] < height))
+    in_frame = (track_depth > 0) & (track_2d >= 0).all(axis=-1) & (track_2d < (width, height)).all(axis=-1)
     box_2d, box_valid, box_3d = _boxes(samples, w2c_bu, K, width, height, unit_scale)
     arrays = {
         "frame_numbers": frames.astype(np.int32),

@@ -16,13 +16,10 @@ def transform(matrices, points):
 
 def project(K, points_cam):
     """Pixels (..., V, 2) of camera-space points (..., V, 3) under K (..., 3, 3); meaningless where z <= 0."""
-    z = points_cam[..., 2]
+    z = points_cam[..., 2:]
     z = np.where(np.abs(z) < 1e-12, 1e-12, z)  # a point on the camera plane projects to infinity, not NaN
-    x = points_cam[..., 0] / z
-    y = points_cam[..., 1] / z
-    fx, fy = K[..., 0, 0][..., None], K[..., 1, 1][..., None]
-    cx, cy = K[..., 0, 2][..., None], K[..., 1, 2][..., None]
-    return np.stack([fx * x + cx, fy * y + cy], axis=-1)
+    focal, centre = K[..., None, [0, 1], [0, 1]], K[..., None, [0, 1], [2, 2]]  # (..., 1, 2): fx, fy and cx, cy
+    return points_cam[..., :2] / z * focal + centre
 
 
 def tight_boxes(points_cam, K, width, height, near, edges=None):
@@ -82,30 +79,29 @@ def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
     nearest = near.max()
     boxes = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
-    # Per entity, camera-space vertices as (V, 3, F) from one (V, 4) @ (4, 3F) product of homogeneous vertices: that
-    # thin shape keeps BLAS single-threaded ((3F, 4) @ (4, V) spins threads up, and so does an affine (V, 3) @ (3, 3F)
-    # plus translation: 5-10x slower on small shots), and reductions over the vertices run along the first axis, which
-    # NumPy vectorises over the frames.
-    rows = obj_to_cam[:, :, :3].transpose(1, 3, 2, 0).reshape(n_ent, 4, 3 * n_frames).astype(np.float32)
+    # Per entity, camera-space vertices as (3, F, V) from one (3F, 4) @ (4, V) product of homogeneous vertices:
+    # x, y and z are then contiguous (F, V) blocks, so the division and the min / max over the vertices run along
+    # contiguous rows (2x faster than a (V, 3, F) layout on shot-sized inputs).
+    rows = obj_to_cam[:, :, :3].transpose(1, 2, 0, 3).reshape(n_ent, 3 * n_frames, 4).astype(np.float32)
     fast, extremes = [], []  # entities in front of the near plane; their (min, max) of (x / z, y / z) per frame
     for j, (verts, edges) in enumerate(zip(vertex_sets, edge_sets, strict=True)):
-        homogeneous = np.ones((len(verts), 4), dtype=np.float32)
-        homogeneous[:, :3] = verts
-        cam = (homogeneous @ rows[j]).reshape(-1, 3, n_frames)
-        z = cam[:, 2]
-        if len(verts) == 0 or (z.min() <= nearest and (z.min(axis=0) <= near).any()):
+        homogeneous = np.ones((4, len(verts)), dtype=np.float32)
+        homogeneous[:3] = verts.T
+        cam = (rows[j] @ homogeneous).reshape(3, n_frames, -1)
+        z = cam[2]
+        if len(verts) == 0 or (z.min() <= nearest and (z.min(axis=1) <= near).any()):
             points = (verts @ obj_to_cam[:, j, :3, :3].transpose(2, 1, 0).reshape(3, -1)
                       + obj_to_cam[:, j, :3, 3].T.reshape(-1)).reshape(-1, 3, n_frames)
             boxes[:, j], valid[:, j] = tight_boxes(points.transpose(2, 0, 1), K, width, height, near, edges)
             continue
-        ray = cam[:, :2] / z[:, None]  # (V, 2, F): x / z, y / z
+        ray = cam[:2] / z  # (2, F, V): x / z, y / z
         fast.append(j)
-        extremes.append((ray.min(axis=0), ray.max(axis=0)))
+        extremes.append((ray.min(axis=2), ray.max(axis=2)))
     if fast:
         focal = K[:, [0, 1], [0, 1]].T  # (2, F): fx, fy
         centre = K[:, [0, 1], [2, 2]].T  # (2, F): cx, cy
         corners = focal * np.array(extremes, dtype=np.float64) + centre  # (R, 2 min/max, 2 x/y, F)
-        np.clip(corners, 0.0, np.array([[width], [height]], dtype=np.float64), out=corners)
+        np.minimum(np.maximum(corners, 0.0, out=corners), [[width], [height]], out=corners)  # np.clip: 5x the cost
         ok = (corners[:, 1] > corners[:, 0]).all(axis=1)  # (R, F)
         boxes[:, fast] = (corners * ok[:, None, None]).reshape(len(fast), 4, n_frames).transpose(2, 0, 1)
         valid[:, fast] = ok.T

@@ -35,7 +35,8 @@ class Samples:
     camera_names: F camera object names; camera_world (F, 4, 4) float64 camera matrix_world (scale included);
     lens, sensor_width, sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str;
     entity_world (F, N, 4, 4) float64 matrix_world; geometry: N Geometry; ray_visible (F, N) bool or None: the
-    first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond the origin.
+    first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond the origin;
+    camera_fixed: one camera whose settings cannot change over the frames (they were read once).
     """
 
     camera_names: list
@@ -51,6 +52,7 @@ class Samples:
     entity_world: np.ndarray
     geometry: list
     ray_visible: np.ndarray | None
+    camera_fixed: bool = False
 
 
 def is_rigid(obj):
@@ -110,16 +112,28 @@ class _MatrixReader:
     an order of magnitude faster to fetch than float64). Blender stores matrices column-major."""
 
     def __init__(self, n_frames, budget_bytes=256 << 20):
-        self.row = {obj.as_pointer(): i for i, obj in enumerate(bpy.data.objects)}
         n = len(bpy.data.objects)
         # Keep every frame's buffer when it fits (no per-frame copies); else one buffer, copied out by ``keep``.
         self.frames = np.empty((n_frames if n_frames * n * 64 <= budget_bytes else 1, n * 16), dtype=np.float32)
+        self.shared = len(self.frames) == 1
         self.n_frames = n_frames
         self.kept = None
+        self._rows = None
+
+    def row(self, obj):
+        """The row of ``obj`` in ``bpy.data.objects`` (found by name, checked by pointer: linked objects can share
+        a name; then every object's pointer is listed once)."""
+        objects = bpy.data.objects
+        i = objects.find(obj.name)
+        if i >= 0 and objects[i] == obj:
+            return i
+        if self._rows is None:
+            self._rows = {o.as_pointer(): k for k, o in enumerate(objects)}
+        return self._rows[obj.as_pointer()]
 
     def read(self, f):
         """Fetch frame ``f``'s matrices; returns the flat (n_objects * 16,) float32 buffer holding them."""
-        buffer = self.frames[f if len(self.frames) > 1 else 0]
+        buffer = self.frames[0 if self.shared else f]
         bpy.data.objects.foreach_get("matrix_world", buffer)
         return buffer
 
@@ -151,7 +165,7 @@ def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
     Bounds catch geometry that moves without its object moving (armature skinning, animated modifiers).
     """
     reader = _MatrixReader(1)
-    rows = [reader.row[obj.as_pointer()] for obj in candidates]
+    rows = [reader.row(obj) for obj in candidates]
     deforming = [i for i, obj in enumerate(candidates) if not is_rigid(obj)]
     first_m = first_b = None
     moving = np.zeros(len(candidates), dtype=bool)
@@ -181,7 +195,7 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     depsgraph = bpy.context.evaluated_depsgraph_get()
     n_frames, n_ent = len(frames), len(entities)
     reader = _MatrixReader(n_frames)
-    rows = [reader.row[obj.as_pointer()] for obj in entities]
+    rows = [reader.row(obj) for obj in entities]
     geometry, deforming = [], []
     for obj in entities:
         if is_rigid(obj):
@@ -193,12 +207,12 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     ray_visible = np.ones((n_frames, n_ent), dtype=bool) if ray_cast else None
     # Per frame only cheap reads into lists and preallocated buffers; every conversion waits until after the loop.
     cam_ptrs, cam_values, fits = [], [], []
-    cam_names = {}  # camera pointer -> name, for cameras already checked
+    cam_objs = {}  # camera pointer -> object, for cameras already checked
     fixed = _fixed_camera(scene, camera)  # its settings are read once, after the loop
-    for f, frame in enumerate(frames):
+    for f, frame in enumerate(frames.tolist()):
         if is_cancelled is not None and is_cancelled():
             raise ExportCancelled("Export cancelled.")
-        scene.frame_set(int(frame))
+        scene.frame_set(frame)
         cam = fixed
         if cam is None:  # cameras switch by markers, or the lens is animated: read them this frame
             cam = camera or scene.camera
@@ -208,17 +222,17 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
                     "the scene camera (Scene Properties › Camera), or bind one to a marker before this frame."
                 )
             ptr = cam.as_pointer()
-            if ptr not in cam_names:
+            if ptr not in cam_objs:
                 check_perspective(cam)
-                cam_names[ptr] = cam.name
+                cam_objs[ptr] = cam
             cam_ptrs.append(ptr)
             data = cam.data
             cam_values.append((data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y,
                                data.clip_start, data.clip_end))
             fits.append(data.sensor_fit)
         buffer = reader.read(f)
-        if len(reader.frames) == 1:  # one shared buffer (huge files): copy this frame's rows out now
-            reader.keep(f, buffer, rows, reader.row[cam.as_pointer()])
+        if reader.shared:  # one buffer for all frames (huge files): copy this frame's rows out now
+            reader.keep(f, buffer, rows, reader.row(cam))
         for obj, geo in deforming:
             verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
             geo.vertices.append(verts)
@@ -231,7 +245,7 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     if fixed is not None:
         data = fixed.data
         cam_ptrs = [fixed.as_pointer()] * n_frames
-        cam_names = {cam_ptrs[0]: fixed.name}
+        cam_objs = {cam_ptrs[0]: fixed}
         values = np.empty((n_frames, 7))
         values[:] = data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y, data.clip_start, \
             data.clip_end
@@ -239,13 +253,14 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     else:
         values = np.array(cam_values, dtype=np.float64).reshape(n_frames, 7)
         fits = np.array(fits)
-    cam_rows = [reader.row[ptr] for ptr in cam_ptrs]
-    entity_world, camera_world = reader.result(rows, cam_rows)
+    cam_rows = {ptr: reader.row(cam) for ptr, cam in cam_objs.items()}
+    cam_names = {ptr: cam.name for ptr, cam in cam_objs.items()}
+    entity_world, camera_world = reader.result(rows, [cam_rows[ptr] for ptr in cam_ptrs])
     return Samples(
         camera_names=[cam_names[ptr] for ptr in cam_ptrs], camera_world=camera_world,
         lens=values[:, 0], sensor_width=values[:, 1], sensor_height=values[:, 2], sensor_fit=fits,
         shift_x=values[:, 3], shift_y=values[:, 4], clip_start=values[:, 5], clip_end=values[:, 6],
-        entity_world=entity_world, geometry=geometry, ray_visible=ray_visible,
+        entity_world=entity_world, geometry=geometry, ray_visible=ray_visible, camera_fixed=fixed is not None,
     )
 
 

@@ -89,3 +89,17 @@ def test_rigid_boxes_match_float64_reference():
         np.testing.assert_array_equal(valid[:, j], ref_valid)
         np.testing.assert_allclose(boxes[:, j], ref_boxes, atol=1e-3)
     assert valid[:, 0].all() and valid[:, 1].any() and not valid[:, 2].any() and not valid[:, 3].any()
+
+
+@pytest.mark.parametrize("fit", ["AUTO", "HORIZONTAL", "VERTICAL"])
+@pytest.mark.parametrize("size", [(720, 480), (480, 720)])
+def test_intrinsics_scalar_and_array_paths_agree(fit, size):
+    """A fixed camera's K (plain floats) is bit-identical to the per-frame K of an animated one (arrays)."""
+    from addon.export.camera import intrinsics
+
+    lens, shift_x, shift_y = np.array([18.0, 35.0, 120.5]), np.array([0.0, 0.1, -0.25]), np.array([0.0, -0.05, 0.3])
+    for aspect in [(1.0, 1.0), (2.0, 1.0), (1.0, 1.5)]:
+        per_frame = intrinsics(lens, np.full(3, 36.0), np.full(3, 24.0), np.full(3, fit), shift_x, shift_y, *size, aspect)
+        for f in range(3):
+            fixed = intrinsics(float(lens[f]), 36.0, 24.0, fit, float(shift_x[f]), float(shift_y[f]), *size, aspect)
+            np.testing.assert_array_equal(fixed, per_frame[f])
