@@ -8,15 +8,9 @@ import sys
 import time
 
 import httpx
-import pytest
 from support.pipelines import PRESET, LoopPipeline, ServerProcess, follow, service_env, submit, wait_for
 from trajplate.jobs.runner import PipelineCache
 from trajplate.tiny import ensure_tiny
-
-
-@pytest.fixture(scope="module")
-def bundle(small_shot_bundle):
-    return small_shot_bundle.read_bytes()
 
 
 def _alive(pid):

@@ -38,11 +38,6 @@ def ray_server(tmp_path_factory):
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
-def bundle(small_shot_bundle):
-    return small_shot_bundle.read_bytes()
-
-
 def test_ray_lifecycle(ray_server, bundle):
     with httpx.Client(base_url=ray_server.url, timeout=60) as client:
         health = client.get("/v1/health").json()

@@ -35,17 +35,6 @@ def server(tmp_path_factory):
         proc.stop()
 
 
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def bundle(small_shot_bundle):
-    return small_shot_bundle.read_bytes()
-
-
 def test_health(client):
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["executor"] == "embedded" and health["gpu"] is None

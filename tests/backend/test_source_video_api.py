@@ -37,17 +37,6 @@ def server(tmp_path_factory, env):
         proc.stop()
 
 
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def bundle(small_shot_bundle):
-    return small_shot_bundle.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def take(tmp_path_factory, small_shot_bundle) -> bytes:
     """An MP4 take: the shot's first frame panning 2 px per frame, 13 frames, with a flat coloured band on top."""
