@@ -168,20 +168,24 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     n_frames, n_ent = samples.entity_world.shape[:2]
     rigid = [j for j, geo in enumerate(samples.geometry) if not geo.deforms]
     geos = [samples.geometry[j] for j in rigid]
+    stack = samples.rigid
+
+    def edges_of(k):
+        return geos[k].edges
+
     if len(rigid) == n_ent:  # the common case: every entity rigid, no scatter into the full arrays
         obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
-        box_2d, valid = rigid_boxes(obj_to_cam, [g.vertices for g in geos], [g.edges for g in geos], K, width, height,
-                                    samples.clip_start)
-        box_3d = _corners_world(samples.entity_world, [g.bound_box for g in geos])
+        box_2d, valid = rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, samples.clip_start)
+        box_3d = _corners_world(samples.entity_world, stack.bound_boxes())
         return box_2d, valid, box_3d * unit_scale if unit_scale != 1.0 else box_3d
     box_2d = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
     box_3d = np.zeros((n_frames, n_ent, 8, 3))
     if rigid:
         obj_to_cam = w2c_bu[:, None] @ samples.entity_world[:, rigid]
-        box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam, [g.vertices for g in geos],
-                                                        [g.edges for g in geos], K, width, height, samples.clip_start)
-        box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], [g.bound_box for g in geos]) * unit_scale
+        box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam, stack, edges_of, K, width, height,
+                                                        samples.clip_start)
+        box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], stack.bound_boxes()) * unit_scale
     for j, geo in enumerate(samples.geometry):
         if not geo.deforms:
             continue
@@ -198,8 +202,9 @@ def _corners_world(world, corners):
     """(F, R, 8, 3) world corners from (F, R, 4, 4) matrices and R (8, 3) local corner sets: one batched product of
     (R, 3F, 4) by (R, 4, 8), which BLAS runs per entity (a (F, R) batch of tiny products costs several times more)."""
     n_frames, n_ent = world.shape[:2]
-    local = np.ones((n_ent, 4, 8))
-    local[:, :3] = np.swapaxes(np.asarray(corners), -1, -2)
+    local = np.empty((n_ent, 4, 8))
+    local[:, :3] = np.asarray(corners).swapaxes(-1, -2)
+    local[:, 3] = 1.0
     rows = world[..., :3, :].transpose(1, 0, 2, 3).reshape(n_ent, 3 * n_frames, 4)
     return (rows @ local).reshape(n_ent, n_frames, 3, 8).transpose(1, 0, 3, 2)
 
@@ -209,9 +214,10 @@ def _visible(in_frame, track_2d, track_depth, depth, mask):
     nearer than the origin (origins outside their own geometry, e.g. a torus centre)."""
     n_frames, n_ent = in_frame.shape
     height, width = mask.shape[1:]
-    # Clamped before the integer cast (an origin on the camera plane projects to +-1e12 px); one flat index per track.
-    pixel = np.minimum(np.maximum(np.floor(track_2d), 0.0), (width - 1, height - 1)).astype(np.intp)  # (F, N, 2)
-    flat = (np.arange(n_frames)[:, None] * height + pixel[..., 1]) * width + pixel[..., 0]
+    # In-frame tracks are >= 0, so truncation is floor; the others are set to pixel 0 (their answer is discarded),
+    # which also keeps far-off projections (up to 1e15 px next to the camera plane) out of the integer cast.
+    pixel = np.where(in_frame[..., None], track_2d, 0.0).astype(np.intp)  # (F, N, 2)
+    flat = (np.arange(0, n_frames * height, height)[:, None] + pixel[..., 1]) * width + pixel[..., 0]
     own = mask.reshape(-1)[flat] == np.arange(1, n_ent + 1)
     behind = depth.reshape(-1)[flat] >= track_depth * (1 - 1e-3)
     return in_frame & (own | behind)
@@ -270,7 +276,7 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     fps = render.fps / render.fps_base
     # One vectorised polar decomposition for the camera and every entity, (F, 1 + N, 4, 4), in Blender units;
     # rigid() keeps translations as they are, so scaling them afterwards gives the same numbers as before.
-    poses = rigid(np.concatenate([samples.camera_world[:, None], samples.entity_world], axis=1))
+    poses, axis_length = rigid(samples.world, return_scale=True)
     c2w, w2c, K = camera_arrays(poses[:, 0], samples, render, unit_scale)
     w2c_bu = w2c if unit_scale == 1.0 else w2c_opencv(poses[:, 0])  # the boxes' camera, in Blender units
     pose, world = poses[:, 1:], samples.entity_world
@@ -282,11 +288,12 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
     origin = cam_pose[..., :3, 3]
     track_2d = project(K, origin)
     track_depth = origin[..., 2]
-    in_frame = (track_depth > 0) & (track_2d >= 0).all(axis=-1) & (track_2d < (width, height)).all(axis=-1)
+    inside = (track_2d >= 0.0) & (track_2d < np.array([width, height], dtype=np.float64))
+    in_frame = np.logical_and.reduce(inside, axis=-1) & (track_depth > 0)
     box_2d, box_valid, box_3d = _boxes(samples, w2c_bu, K, width, height, unit_scale)
     arrays = {
         "frame_numbers": frames.astype(np.int32),
-        "time_s": (frames - frames[0]).astype(np.float64) / fps,
+        "time_s": (frames - frames[0]) / fps,
         "camera_c2w_blender": c2w,
         "camera_w2c_opencv": w2c,
         "intrinsics": K,
@@ -308,11 +315,10 @@ def _arrays(scene, frames, samples, rendered, warnings, metas):
         arrays["track_visible"] = _visible(in_frame, track_2d, track_depth, depth, mask)
         arrays["depth"] = depth
         arrays["instance_mask"] = mask
-    # (3 axes, 3 components, F * N): reductions over the leading axes are one fast pass each
-    axes = np.ascontiguousarray(samples.entity_world[..., :3, :3].reshape(-1, 3, 3).transpose(2, 1, 0))
-    scale2 = (axes * axes).sum(axis=1)  # (3, F * N) squared axis lengths
-    uneven = (scale2.max(0) > scale2.min(0) * (1 + 1e-4) ** 2).reshape(world.shape[:2]).any(axis=0)
-    never = ~(box_valid | in_frame).any(axis=0)
+    axis_length = axis_length[:, 1:]  # (F, N, 3) the entities' scale along their own axes
+    uneven = np.maximum.reduce(axis_length, axis=-1) > np.minimum.reduce(axis_length, axis=-1) * (1 + 1e-4)
+    uneven = np.logical_or.reduce(uneven, axis=0)
+    never = ~np.logical_or.reduce(box_valid | in_frame, axis=0)
     for meta, geo in zip(metas, samples.geometry, strict=True):
         if not any(len(v) for v in (geo.vertices if geo.deforms else [geo.vertices])):
             warnings.append(f"Entity '{meta['name']}' has no geometry (an empty mesh, or nothing to show): it gets no "

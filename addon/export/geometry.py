@@ -4,9 +4,12 @@ Camera space is OpenCV (x right, y down, z forward); pixels have their origin at
 pixel centres at +0.5, matching the K of :mod:`.camera`.
 """
 
+import itertools
 import math
 
 import numpy as np
+
+_FC_ROW, _FC_COL = np.array([0, 1, 0, 1]), np.array([0, 1, 2, 2])  # fx, fy, cx, cy in K
 
 
 def transform(matrices, points):
@@ -18,8 +21,11 @@ def project(K, points_cam):
     """Pixels (..., V, 2) of camera-space points (..., V, 3) under K (..., 3, 3); meaningless where z <= 0."""
     z = points_cam[..., 2:]
     z = np.where(np.abs(z) < 1e-12, 1e-12, z)  # a point on the camera plane projects to infinity, not NaN
-    focal, centre = K[..., None, [0, 1], [0, 1]], K[..., None, [0, 1], [2, 2]]  # (..., 1, 2): fx, fy and cx, cy
-    return points_cam[..., :2] / z * focal + centre
+    fc = K[..., None, _FC_ROW, _FC_COL]  # (..., 1, 4): fx, fy, cx, cy
+    uv = points_cam[..., :2] / z
+    uv *= fc[..., :2]
+    uv += fc[..., 2:]
+    return uv
 
 
 def tight_boxes(points_cam, K, width, height, near, edges=None):
@@ -63,48 +69,124 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     return boxes, valid
 
 
-def rigid_boxes(obj_to_cam, vertex_sets, edge_sets, K, width, height, near):
+# bound_box corner order: corner k takes the max along x, y, z where these bits of k are set.
+_CORNER_MAX = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [1, 1, 1], [1, 1, 0]], bool)
+
+
+class VertexStack:
+    """The local vertices of N rigid entities side by side, so that each pass over all of them is one NumPy call.
+
+    vertex_sets: N arrays (V_j, 3) of local vertices (any float dtype; kept as ``sets``). ``local`` is (4, V) float32,
+    rows x, y, z, 1 (homogeneous; float32 is Blender's own vertex precision); ``spans`` lists ``(j, start, stop)``
+    for each entity j with at least one vertex (its columns of ``local``), ``filled`` (R,) int their indices j.
+    """
+
+    def __init__(self, vertex_sets):
+        counts = [len(v) for v in vertex_sets]
+        points = np.concatenate(vertex_sets) if sum(counts) else np.zeros((0, 3), dtype=np.float32)
+        self._pack(points, counts)
+        self.sets = list(vertex_sets)
+
+    @classmethod
+    def packed(cls, points, counts):
+        """The stack of ``points`` (V, 3), which already holds the N sets one after another (``counts`` N ints);
+        ``sets`` are views into ``points``."""
+        stack = cls.__new__(cls)
+        stack._pack(points, counts)
+        stack.sets = [points[start:start + count] for start, count in zip(stack._starts, counts, strict=True)]
+        return stack
+
+    def _pack(self, points, counts):
+        self._starts = [0, *itertools.accumulate(counts)][:-1]
+        self.count = len(counts)
+        self.spans = [(j, start, start + count)
+                      for j, (start, count) in enumerate(zip(self._starts, counts, strict=True)) if count]
+        self.filled = np.array([j for j, _, _ in self.spans], dtype=np.intp)
+        self._index = np.array([start for _, start, _ in self.spans], dtype=np.intp)  # reduceat segment starts
+        self.local = np.empty((4, len(points)), dtype=np.float32)
+        self.local[:3] = points.T
+        self.local[3] = 1.0
+
+    def segment_min(self, values, out=None):
+        """(..., R) minimum over each filled entity's vertices of (..., V) per-vertex ``values``."""
+        return np.minimum.reduceat(values, self._index, axis=-1, out=out)
+
+    def segment_max(self, values, out=None):
+        """(..., R) maximum over each filled entity's vertices (see :meth:`segment_min`)."""
+        return np.maximum.reduceat(values, self._index, axis=-1, out=out)
+
+    def bound_boxes(self):
+        """(N, 8, 3) float64 local ``bound_box`` corners (Blender corner order): Blender's bounds of a mesh are the
+        min and max of its float32 vertices, so these equal ``Object.bound_box``; zeros for an entity without
+        vertices, as Blender gives."""
+        out = np.zeros((self.count, 8, 3))
+        if len(self.filled):
+            lo, hi = self.segment_min(self.local[:3]).T, self.segment_max(self.local[:3]).T  # (R, 3)
+            out[self.filled] = np.where(_CORNER_MAX, hi[:, None], lo[:, None])
+        return out
+
+
+def rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, near):
     """:func:`tight_boxes` of the rigid geometry of N entities at every frame at once.
 
-    obj_to_cam: (F, N, 4, 4) float64 object-to-OpenCV-camera matrices; vertex_sets: N arrays (V_j, 3) float64 of
-    local vertices; edge_sets: N arrays (E_j, 2) int (as in :func:`tight_boxes`); K (F, 3, 3); near: scalar or (F,).
+    obj_to_cam: (F, N, 4, 4) float64 object-to-OpenCV-camera matrices; stack: :class:`VertexStack` of the N entities'
+    local vertices; edges_of(j) -> (E_j, 2) int edges of entity j (as in :func:`tight_boxes`), called only for an
+    entity reaching behind the near plane, so they can be read on demand; K (F, 3, 3); near: scalar or (F,).
     Returns boxes (F, N, 4) and valid (F, N) bool. When every vertex of an entity is in front of the near plane (the
     common case) its box corners are ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so those are the min
-    and max of the projections) over all frames in a few float32 array passes: Blender's own vertex and matrix
-    precision, within 1e-4 px of the float64 :func:`tight_boxes` at 1000 px and half the memory traffic. An entity
-    reaching behind the near plane goes through :func:`tight_boxes` in float64 with its edges.
+    and max of the projections) over all frames and entities in a few float32 array passes: Blender's own vertex and
+    matrix precision, within 1e-4 px of the float64 :func:`tight_boxes` at 1000 px and half the memory traffic. An
+    entity reaching behind the near plane goes through :func:`tight_boxes` in float64 with its edges.
     """
     n_frames, n_ent = obj_to_cam.shape[:2]
-    near = np.full(n_frames, near, dtype=np.float64) if np.ndim(near) == 0 else np.asarray(near, dtype=np.float64)
-    nearest = near.max()
-    boxes = np.zeros((n_frames, n_ent, 4))
-    valid = np.zeros((n_frames, n_ent), dtype=bool)
-    # Per entity, camera-space vertices as (3, F, V) from one (3F, 4) @ (4, V) product of homogeneous vertices:
-    # x, y and z are then contiguous (F, V) blocks, so the division and the min / max over the vertices run along
-    # contiguous rows (2x faster than a (V, 3, F) layout on shot-sized inputs).
-    rows = obj_to_cam[:, :, :3].transpose(1, 2, 0, 3).reshape(n_ent, 3 * n_frames, 4).astype(np.float32)
-    fast, extremes = [], []  # entities in front of the near plane; their (min, max) of (x / z, y / z) per frame
-    for j, (verts, edges) in enumerate(zip(vertex_sets, edge_sets, strict=True)):
-        homogeneous = np.ones((4, len(verts)), dtype=np.float32)
-        homogeneous[:3] = verts.T
-        cam = (rows[j] @ homogeneous).reshape(3, n_frames, -1)
-        z = cam[2]
-        if len(verts) == 0 or (z.min() <= nearest and (z.min(axis=1) <= near).any()):
-            points = (verts @ obj_to_cam[:, j, :3, :3].transpose(2, 1, 0).reshape(3, -1)
+    near = np.asarray(near, dtype=np.float64)
+    near = near.reshape(1).repeat(n_frames) if near.ndim == 0 else near
+    filled = stack.filled
+    boxes = valid = None  # allocated only when some entity is off the fast path
+    if len(filled) < n_ent:
+        boxes, valid = np.zeros((n_frames, n_ent, 4)), np.zeros((n_frames, n_ent), dtype=bool)
+        if not len(filled):
+            return boxes, valid
+    # Camera-space vertices as (3, F, V): one (3F, 4) @ (4, V_j) product per entity into its columns. x, y and z are
+    # then contiguous (F, V) blocks, so the division and the per-entity min / max run along contiguous rows.
+    rows = np.empty((n_ent, 3, n_frames, 4), dtype=np.float32)
+    rows[...] = obj_to_cam[:, :, :3].transpose(1, 2, 0, 3)
+    rows = rows.reshape(n_ent, 3 * n_frames, 4)
+    cam = np.empty((3 * n_frames, stack.local.shape[1]), dtype=np.float32)
+    for j, start, stop in stack.spans:
+        np.matmul(rows[j], stack.local[:, start:stop], out=cam[:, start:stop])
+    cam = cam.reshape(3, n_frames, -1)
+    z = cam[2]
+    fast = None  # over the filled entities; None: all of them
+    if np.minimum.reduce(z, axis=None) <= np.maximum.reduce(near):  # some geometry may reach behind the near plane
+        fast = ~np.logical_or.reduce(stack.segment_min(z) <= near[:, None], axis=0)
+        if boxes is None and not np.logical_and.reduce(fast):
+            boxes, valid = np.zeros((n_frames, n_ent, 4)), np.zeros((n_frames, n_ent), dtype=bool)
+        for k in (~fast).nonzero()[0].tolist():
+            j, start, stop = stack.spans[k]
+            points = (stack.sets[j] @ obj_to_cam[:, j, :3, :3].transpose(2, 1, 0).reshape(3, -1)
                       + obj_to_cam[:, j, :3, 3].T.reshape(-1)).reshape(-1, 3, n_frames)
-            boxes[:, j], valid[:, j] = tight_boxes(points.transpose(2, 0, 1), K, width, height, near, edges)
-            continue
-        ray = cam[:2] / z  # (2, F, V): x / z, y / z
-        fast.append(j)
-        extremes.append((ray.min(axis=2), ray.max(axis=2)))
-    if fast:
-        focal = K[:, [0, 1], [0, 1]].T  # (2, F): fx, fy
-        centre = K[:, [0, 1], [2, 2]].T  # (2, F): cx, cy
-        corners = focal * np.array(extremes, dtype=np.float64) + centre  # (R, 2 min/max, 2 x/y, F)
-        np.minimum(np.maximum(corners, 0.0, out=corners), [[width], [height]], out=corners)  # np.clip: 5x the cost
-        ok = (corners[:, 1] > corners[:, 0]).all(axis=1)  # (R, F)
-        boxes[:, fast] = (corners * ok[:, None, None]).reshape(len(fast), 4, n_frames).transpose(2, 0, 1)
-        valid[:, fast] = ok.T
+            boxes[:, j], valid[:, j] = tight_boxes(points.transpose(2, 0, 1), K, width, height, near, edges_of(j))
+            z[:, start:stop] = 1.0  # keeps the shared division below finite; this entity's result is not used
+        if not np.logical_or.reduce(fast):
+            return boxes, valid
+    ray = cam[:2]
+    ray /= z  # (2, F, V): x / z, y / z, in place (a fresh buffer costs more in cache misses than the division)
+    corners = np.empty((2, 2, n_frames, len(filled)))  # (min / max, x / y, F, R)
+    stack.segment_min(ray, out=corners[0])
+    stack.segment_max(ray, out=corners[1])
+    fc = K[:, _FC_ROW, _FC_COL].T[:, :, None]  # (4, F, 1): fx, fy, cx, cy
+    corners *= fc[:2]
+    corners += fc[2:]
+    np.maximum(corners, 0.0, out=corners)  # np.clip costs 5x these two
+    np.minimum(corners, np.array([width, height], dtype=np.float64)[:, None, None], out=corners)
+    ok = np.logical_and.reduce(corners[1] > corners[0], axis=0)  # (F, R)
+    corners *= ok
+    out = corners.transpose(2, 3, 0, 1).reshape(n_frames, -1, 4)  # x0, y0, x1, y1
+    if boxes is None:  # every entity has vertices, all in front of the near plane: the common case
+        return out, ok
+    keep = filled if fast is None else filled[fast]
+    boxes[:, keep], valid[:, keep] = (out, ok) if fast is None else (out[:, fast], ok[:, fast])
     return boxes, valid
 
 
@@ -144,15 +226,21 @@ def quaternions_wxyz(rot):
     (no 360° jumps when interpolating); the first frame has w >= 0.
     """
     lead = rot.shape[:-2]
-    flat = np.ones((math.prod(lead), 10))
-    flat[:, 1:] = rot.reshape(-1, 9)
+    count = math.prod(lead)
+    flat = np.empty((count, 10))
+    flat[:, 0] = 1.0
+    flat[:, 1:].reshape(*lead, 3, 3)[...] = rot
     mixed = flat @ _CANDIDATES  # (M, 20)
-    best = mixed[:, :16].reshape(-1, 4, 4)[np.arange(len(mixed)), mixed[:, 16:].argmax(-1)]
-    q = (best / np.sqrt((best * best).sum(-1))[:, None]).reshape(*lead, 4)
-    if not len(q):
+    best = mixed[:, :16].reshape(-1, 4, 4)[np.arange(count), mixed[:, 16:].argmax(axis=1)]
+    best /= np.sqrt(np.add.reduce(best * best, axis=1))[:, None]
+    q = best.reshape(*lead, 4)
+    if not count:
         return q
-    # Flip frame f when its dot with frame f-1 (after that one's own flip) is negative: the running product of the
-    # signs of the raw dots, with frame 0 signed so that w >= 0.
-    sign = np.where((q[1:] * q[:-1]).sum(-1) < 0, -1.0, 1.0)
-    sign = np.cumprod(np.concatenate([np.where(q[:1, ..., 0] < 0, -1.0, 1.0), sign]), axis=0)
-    return q * sign[..., None]
+    # Flip frame f when its dot with frame f-1 (after that one's own flip) is negative: the running parity of the
+    # negative raw dots, with frame 0 flipped when its w < 0.
+    flip = np.empty(lead, dtype=bool)
+    np.less(q[0, ..., 0], 0.0, out=flip[0])
+    np.less(np.add.reduce(q[1:] * q[:-1], axis=-1), 0.0, out=flip[1:])
+    np.logical_xor.accumulate(flip, axis=0, out=flip)
+    np.negative(q, out=q, where=flip[..., None])
+    return q

@@ -8,39 +8,52 @@ vertices are the per-frame world matrix times fixed local vertices, which the ex
 Everything here is in Blender units; the caller converts to metres.
 """
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 
 from .camera import check_perspective
 from .errors import ExportCancelled, ExportError
+from .geometry import VertexStack
 
 
 @dataclass
 class Geometry:
-    """An entity's local-space geometry: ``vertices`` (V, 3) float64 and ``edges`` (E, 2) int, or per-frame lists
-    of them when the geometry deforms; ``bound_box`` (8, 3) or (F, 8, 3) float64 (Blender ``bound_box`` order)."""
+    """An entity's local-space geometry, Blender units.
+
+    Rigid (``deforms`` False): ``vertices`` (V, 3) float32 (Blender's own precision) and ``edges`` (E, 2) int64, read
+    from ``mesh`` on first use (only geometry reaching behind the camera needs them); ``bound_box`` None (the export
+    takes the bounds from the vertices). Deforming: per-frame lists of ``vertices`` (V_f, 3) float32 and ``edges``
+    (E_f, 2) int64, and ``bound_box`` (F, 8, 3) float64 (Blender ``bound_box`` corner order).
+    """
 
     vertices: object
-    edges: object
-    bound_box: np.ndarray
+    bound_box: np.ndarray | None
     deforms: bool
+    mesh: object = None
+    frame_edges: list = field(default_factory=list)
+
+    @functools.cached_property
+    def edges(self):
+        return _mesh_edges(self.mesh) if self.mesh is not None else self.frame_edges
 
 
 @dataclass
 class Samples:
     """What the frame loop read, per exported frame (F frames, N entities), Blender units and Blender axes.
 
-    camera_names: F camera object names; camera_world (F, 4, 4) float64 camera matrix_world (scale included);
-    lens, sensor_width, sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str;
-    entity_world (F, N, 4, 4) float64 matrix_world; geometry: N Geometry; ray_visible (F, N) bool or None: the
+    camera_names: F camera object names; world (F, 1 + N, 4, 4) float64 matrix_world (scale included) of the camera
+    (column 0, also ``camera_world``) and the entities (columns 1.., also ``entity_world``); lens, sensor_width, sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str;
+    geometry: N Geometry; rigid: :class:`.geometry.VertexStack` of the rigid entities' vertices (in entity order); ray_visible (F, N) bool or None: the
     first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond the origin;
-    camera_fixed: one camera whose settings cannot change over the frames (they were read once).
+    fixed_camera: for one camera whose settings cannot change over the frames (read once), its (lens, sensor_width,
+    sensor_height, sensor_fit, shift_x, shift_y) as Python scalars, else None.
     """
 
     camera_names: list
-    camera_world: np.ndarray
+    world: np.ndarray
     lens: np.ndarray
     sensor_width: np.ndarray
     sensor_height: np.ndarray
@@ -49,47 +62,58 @@ class Samples:
     shift_y: np.ndarray
     clip_start: np.ndarray
     clip_end: np.ndarray
-    entity_world: np.ndarray
     geometry: list
+    rigid: VertexStack
     ray_visible: np.ndarray | None
-    camera_fixed: bool = False
+    fixed_camera: tuple | None = None
+
+    @property
+    def camera_world(self):
+        return self.world[:, 0]
+
+    @property
+    def entity_world(self):
+        return self.world[:, 1:]
 
 
 def is_rigid(obj):
-    """True when the object's evaluated geometry is its mesh data as is (no modifiers, no shape keys)."""
-    return obj.type == "MESH" and not obj.modifiers and obj.data.shape_keys is None
+    """True when the object's evaluated geometry is its mesh data as is: no modifiers, no shape keys and no animated
+    mesh data (keyed vertex coordinates, drivers)."""
+    return (obj.type == "MESH" and not obj.modifiers and obj.data.shape_keys is None
+            and obj.data.animation_data is None)
 
 
-def _mesh_arrays(mesh):
-    """(V, 3) float64 vertices and (E, 2) int64 edges, fetched in Blender's own float32 / int32 and widened
-    afterwards (exactly). They are read from the generic attributes ``position`` and ``.edge_verts`` (4.0+ storage):
-    ``foreach_get`` on those copies the buffers whole, while ``vertices``/``edges`` go item by item (10-40x slower on
-    a 482-vertex sphere)."""
-    verts = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+# Mesh data are read from the generic attributes ``position`` and ``.edge_verts`` (4.0+ storage): ``foreach_get`` on
+# those copies the buffers whole, while ``vertices``/``edges`` go item by item (10-40x slower on a 482-vertex sphere).
+def _read_positions(mesh, out):
+    """Fill ``out`` (V, 3) float32, C-contiguous, with the mesh's local vertex positions (Blender's own precision)."""
+    if len(out):
+        mesh.attributes.get("position").data.foreach_get("vector", out.reshape(-1))
+    return out
+
+
+def _vertex_stack(meshes):
+    """:class:`.geometry.VertexStack` of the meshes' local vertices, read into one float32 buffer (no copies)."""
+    counts = [len(mesh.vertices) for mesh in meshes]
+    points = np.empty((sum(counts), 3), dtype=np.float32)
+    start = 0
+    for mesh, count in zip(meshes, counts, strict=True):
+        _read_positions(mesh, points[start:start + count])
+        start += count
+    return VertexStack.packed(points, counts)
+
+
+def _mesh_edges(mesh):
+    """(E, 2) int64 vertex indices of the edges (fetched as Blender's int32 and widened)."""
     edges = np.empty(len(mesh.edges) * 2, dtype=np.int32)
-    position, edge_verts = mesh.attributes.get("position"), mesh.attributes.get(".edge_verts")
-    if len(verts):
-        position.data.foreach_get("vector", verts)
     if len(edges):
-        edge_verts.data.foreach_get("value", edges)
-    return verts.reshape(-1, 3).astype(np.float64), edges.reshape(-1, 2).astype(np.int64)
+        mesh.attributes.get(".edge_verts").data.foreach_get("value", edges)
+    return edges.reshape(-1, 2).astype(np.int64)
 
 
 def _bound_box(obj):
     """(8, 3) float64 ``bound_box`` corners; converted corner by corner (3x faster than np.array of the bpy array)."""
     return np.array([corner[:] for corner in obj.bound_box], dtype=np.float64)
-
-
-# bound_box corner order: corner k takes the max along x, y, z where these bits of k are set.
-_CORNER_MAX = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [1, 1, 1], [1, 1, 0]], bool)
-
-
-def _vertex_bounds(verts):
-    """(8, 3) ``bound_box`` of a rigid mesh from its (V, 3) vertices: Blender's own bounds are the min and max of the
-    float32 vertices, so this is exact and 3x cheaper than reading ``bound_box`` (an empty mesh gives zeros)."""
-    if not len(verts):
-        return np.zeros((8, 3))
-    return np.where(_CORNER_MAX, verts.max(axis=0), verts.min(axis=0))
 
 
 def _evaluated_geometry(obj, depsgraph):
@@ -101,8 +125,9 @@ def _evaluated_geometry(obj, depsgraph):
     except RuntimeError:  # types that have no mesh form (empties, armatures, lights...)
         mesh = None
     if mesh is None:
-        return bound_box, np.zeros((0, 2), dtype=np.int64), bound_box
-    verts, edges = _mesh_arrays(mesh)
+        return bound_box.astype(np.float32), np.zeros((0, 2), dtype=np.int64), bound_box
+    verts = _read_positions(mesh, np.empty((len(mesh.vertices), 3), dtype=np.float32))
+    edges = _mesh_edges(mesh)
     ob_eval.to_mesh_clear()
     return verts, edges, bound_box
 
@@ -131,32 +156,36 @@ class _MatrixReader:
             self._rows = {o.as_pointer(): k for k, o in enumerate(objects)}
         return self._rows[obj.as_pointer()]
 
-    def read(self, f):
-        """Fetch frame ``f``'s matrices; returns the flat (n_objects * 16,) float32 buffer holding them."""
-        buffer = self.frames[0 if self.shared else f]
-        bpy.data.objects.foreach_get("matrix_world", buffer)
-        return buffer
+    def buffers(self):
+        """The flat (n_objects * 16,) float32 buffer of each frame, in frame order (the same one when shared); fill
+        one with ``bpy.data.objects.foreach_get("matrix_world", buffer)``."""
+        return [self.frames[0]] * self.n_frames if self.shared else list(self.frames)
 
     def keep(self, f, buffer, rows, cam_row):
-        """With one shared buffer: store frame ``f``'s rows of the entities and the camera before the next read."""
+        """With one shared buffer: store frame ``f``'s rows of the camera and the entities before the next read."""
         if self.kept is None:
             self.kept = np.empty((self.n_frames, len(rows) + 1, 16), dtype=np.float32)
-        self.kept[f] = buffer.reshape(-1, 16)[[*rows, cam_row]]
+        self.kept[f] = buffer.reshape(-1, 16)[[cam_row, *rows]]
 
     def result(self, rows, cam_rows):
-        """(entity_world (F, N, 4, 4), camera_world (F, 4, 4)) float64 row-major after the loop."""
+        """(F, 1 + N, 4, 4) float64 row-major matrices after the loop: the camera of each frame (``cam_rows``, F
+        rows), then the entities (``rows``)."""
         if self.kept is not None:
-            ent, cam = self.kept[:, :-1], self.kept[:, -1]
-        else:
-            per_frame = self.frames.reshape(len(self.frames), -1, 16)
-            ent, cam = per_frame[:, rows], per_frame[np.arange(len(per_frame)), cam_rows]
-        return self.matrices(ent), self.matrices(cam)
+            return self.matrices(self.kept)
+        per_frame = self.frames.reshape(len(self.frames), -1, 16)
+        if len(set(cam_rows)) == 1:  # one camera: a single gather
+            return self.matrices(per_frame[:, [cam_rows[0], *rows]])
+        index = np.empty((len(per_frame), len(rows) + 1), dtype=np.intp)
+        index[:, 0], index[:, 1:] = cam_rows, rows
+        return self.matrices(per_frame[np.arange(len(per_frame))[:, None], index])
 
     @staticmethod
     def matrices(flat):
         """(..., 4, 4) float64 row-major matrices from column-major float32 (..., 16), C-contiguous (every later
         step on them is several times slower on a transposed view)."""
-        return np.swapaxes(flat.reshape(*flat.shape[:-1], 4, 4), -1, -2).astype(np.float64, order="C")
+        out = np.empty((*flat.shape[:-1], 4, 4))
+        out[...] = flat.reshape(out.shape).swapaxes(-1, -2)
+        return out
 
 
 def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
@@ -173,7 +202,9 @@ def find_moving(scene, frames, candidates, tol=1e-6, is_cancelled=None):
         if is_cancelled is not None and is_cancelled():
             raise ExportCancelled("Export cancelled.")
         scene.frame_set(int(frame))
-        mats = reader.matrices(reader.read(0).reshape(-1, 16)[rows])
+        buffer = reader.frames[0]
+        bpy.data.objects.foreach_get("matrix_world", buffer)
+        mats = reader.matrices(buffer.reshape(-1, 16)[rows])
         bounds = np.array([candidates[i].bound_box for i in deforming], dtype=np.float64).reshape(-1, 8, 3)
         if first_m is None:
             first_m, first_b = mats, bounds
@@ -196,23 +227,27 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     n_frames, n_ent = len(frames), len(entities)
     reader = _MatrixReader(n_frames)
     rows = [reader.row(obj) for obj in entities]
+    rigid = [is_rigid(obj) for obj in entities]
+    stack = _vertex_stack([obj.data for obj, r in zip(entities, rigid, strict=True) if r])
+    rigid_sets = iter(stack.sets)
     geometry, deforming = [], []
-    for obj in entities:
-        if is_rigid(obj):
-            verts, edges = _mesh_arrays(obj.data)
-            geometry.append(Geometry(verts, edges, _vertex_bounds(verts), False))
+    for obj, r in zip(entities, rigid, strict=True):
+        if r:
+            geometry.append(Geometry(next(rigid_sets), None, False, mesh=obj.data))
         else:
-            geometry.append(Geometry([], [], np.empty((n_frames, 8, 3)), True))
+            geometry.append(Geometry([], np.empty((n_frames, 8, 3)), True))
             deforming.append((obj, geometry[-1]))
     ray_visible = np.ones((n_frames, n_ent), dtype=bool) if ray_cast else None
     # Per frame only cheap reads into lists and preallocated buffers; every conversion waits until after the loop.
     cam_ptrs, cam_values, fits = [], [], []
     cam_objs = {}  # camera pointer -> object, for cameras already checked
     fixed = _fixed_camera(scene, camera)  # its settings are read once, after the loop
-    for f, frame in enumerate(frames.tolist()):
+    read = bpy.data.objects.foreach_get
+    for f, (frame, buffer) in enumerate(zip(frames.tolist(), reader.buffers(), strict=True)):
         if is_cancelled is not None and is_cancelled():
             raise ExportCancelled("Export cancelled.")
         scene.frame_set(frame)
+        read("matrix_world", buffer)
         cam = fixed
         if cam is None:  # cameras switch by markers, or the lens is animated: read them this frame
             cam = camera or scene.camera
@@ -230,37 +265,37 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
             cam_values.append((data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y,
                                data.clip_start, data.clip_end))
             fits.append(data.sensor_fit)
-        buffer = reader.read(f)
         if reader.shared:  # one buffer for all frames (huge files): copy this frame's rows out now
             reader.keep(f, buffer, rows, reader.row(cam))
         for obj, geo in deforming:
             verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
             geo.vertices.append(verts)
-            geo.edges.append(edges)
+            geo.frame_edges.append(edges)
             geo.bound_box[f] = bound_box
         if ray_cast:
             ray_visible[f] = _ray_visibility(scene, depsgraph, cam, entities)
         if progress is not None:
             progress(f + 1, n_frames)
+    settings = None
     if fixed is not None:
         data = fixed.data
         cam_ptrs = [fixed.as_pointer()] * n_frames
         cam_objs = {cam_ptrs[0]: fixed}
-        values = np.empty((n_frames, 7))
-        values[:] = data.lens, data.sensor_width, data.sensor_height, data.shift_x, data.shift_y, data.clip_start, \
-            data.clip_end
-        fits = np.full(n_frames, data.sensor_fit)
+        lens, sensor_w, sensor_h, fit, shift_x, shift_y = settings = (
+            data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x, data.shift_y)
+        values = np.array([(lens, sensor_w, sensor_h, shift_x, shift_y, data.clip_start, data.clip_end)])
+        values = values.repeat(n_frames, axis=0)
+        fits = np.array([fit]).repeat(n_frames)
     else:
         values = np.array(cam_values, dtype=np.float64).reshape(n_frames, 7)
         fits = np.array(fits)
     cam_rows = {ptr: reader.row(cam) for ptr, cam in cam_objs.items()}
     cam_names = {ptr: cam.name for ptr, cam in cam_objs.items()}
-    entity_world, camera_world = reader.result(rows, [cam_rows[ptr] for ptr in cam_ptrs])
     return Samples(
-        camera_names=[cam_names[ptr] for ptr in cam_ptrs], camera_world=camera_world,
+        camera_names=[cam_names[ptr] for ptr in cam_ptrs], world=reader.result(rows, [cam_rows[ptr] for ptr in cam_ptrs]),
         lens=values[:, 0], sensor_width=values[:, 1], sensor_height=values[:, 2], sensor_fit=fits,
         shift_x=values[:, 3], shift_y=values[:, 4], clip_start=values[:, 5], clip_end=values[:, 6],
-        entity_world=entity_world, geometry=geometry, ray_visible=ray_visible, camera_fixed=fixed is not None,
+        geometry=geometry, rigid=stack, ray_visible=ray_visible, fixed_camera=settings,
     )
 
 

@@ -30,7 +30,7 @@ def evaluated_world_vertices(obj):
 
 def check_against_blender(scene, meta, arrays, box_frames=(0, -1), tol_px=0.01):
     """Assert poses equal ``matrix_world`` and projections equal ``world_to_camera_view`` at every exported frame,
-    and 2D boxes equal the box of Blender-projected evaluated vertices at ``box_frames`` (positions in the export)
+    3D boxes equal the evaluated ``bound_box`` and 2D boxes equal the box of Blender-projected evaluated vertices at ``box_frames`` (positions in the export)
     for entities fully in front of the camera. Restores nothing: call on a scene you own."""
     scale = meta["unit_scale"]
     objects = [scene.objects[e["name"]] for e in meta["entities"]]
@@ -50,6 +50,10 @@ def check_against_blender(scene, meta, arrays, box_frames=(0, -1), tol_px=0.01):
             np.testing.assert_allclose(arrays["track_depth"][f, j], z * scale, rtol=1e-5, atol=1e-6)
             if z > 0:
                 np.testing.assert_allclose(arrays["track_2d"][f, j], (u, v), atol=tol_px, err_msg=f"{obj.name} @{frame}")
+            if f in box_positions:  # oriented 3D box: Blender's evaluated bound_box through matrix_world
+                corners = np.array(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).bound_box)
+                np.testing.assert_allclose(arrays["box_3d_world"][f, j], (corners @ world[:3, :3].T + world[:3, 3])
+                                           * scale, atol=1e-5, err_msg=f"box_3d {obj.name} @{frame}")
             if f in box_positions and obj.type == "MESH":
                 pts = np.array([blender_pixel(scene, cam, p) for p in evaluated_world_vertices(obj)])
                 if (pts[:, 2] > cam.data.clip_start).all():
