@@ -178,6 +178,23 @@ def test_skinned_mesh_box_follows_deformation(empty_scene):
     np.testing.assert_allclose(arrays["box_3d_world"][-1, j].min(0), bounds.min(0), atol=1e-5)
 
 
+def test_keyed_vertex_coordinates_move_the_box(empty_scene):
+    """Mesh data animated without shape keys (keyframes on ``vertices[i].co``) is deforming geometry, not rigid."""
+    import bpy
+
+    scene = build_standard_shot(160, 96, 9)
+    cube = bpy.data.objects["Cube"]
+    cube.animation_data_clear()  # the object stays put: only its vertices move
+    for v in cube.data.vertices:
+        v.keyframe_insert("co", frame=1)
+        v.co.x += 1.5
+        v.keyframe_insert("co", frame=9)
+    meta, arrays, _ = _export(scene)
+    check_against_blender(scene, meta, arrays, box_frames=(0, 4, -1))
+    j = [e["name"] for e in meta["entities"]].index("Cube")
+    assert arrays["box_2d"][-1, j, 0] - arrays["box_2d"][0, j, 0] > 3.0
+
+
 def test_entity_behind_another_flips_visibility(small_shot):
     meta, arrays, _ = _export(small_shot)
     names = [e["name"] for e in meta["entities"]]
