@@ -176,7 +176,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
     if len(rigid) == n_ent:  # the common case: every entity rigid, no scatter into the full arrays
         obj_to_cam = w2c_bu[:, None] @ samples.entity_world  # (F, N, 4, 4) object to OpenCV camera, Blender units
         box_2d, valid = rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, samples.clip_start)
-        box_3d = _corners_world(samples.entity_world, stack.bound_boxes())
+        box_3d = _corners_world(samples.entity_world, stack.bound_boxes)
         return box_2d, valid, box_3d * unit_scale if unit_scale != 1.0 else box_3d
     box_2d = np.zeros((n_frames, n_ent, 4))
     valid = np.zeros((n_frames, n_ent), dtype=bool)
@@ -185,7 +185,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
         obj_to_cam = w2c_bu[:, None] @ samples.entity_world[:, rigid]
         box_2d[:, rigid], valid[:, rigid] = rigid_boxes(obj_to_cam, stack, edges_of, K, width, height,
                                                         samples.clip_start)
-        box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], stack.bound_boxes()) * unit_scale
+        box_3d[:, rigid] = _corners_world(samples.entity_world[:, rigid], stack.bound_boxes) * unit_scale
     for j, geo in enumerate(samples.geometry):
         if not geo.deforms:
             continue
@@ -199,14 +199,12 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
 
 
 def _corners_world(world, corners):
-    """(F, R, 8, 3) world corners from (F, R, 4, 4) matrices and R (8, 3) local corner sets: one batched product of
-    (R, 3F, 4) by (R, 4, 8), which BLAS runs per entity (a (F, R) batch of tiny products costs several times more)."""
+    """(F, R, 8, 3) world corners from (F, R, 4, 4) matrices and (R, 4, 8) homogeneous local corners: one batched
+    product of (R, 3F, 4) by (R, 4, 8), which BLAS runs per entity (a (F, R) batch of tiny products costs several times
+    more)."""
     n_frames, n_ent = world.shape[:2]
-    local = np.empty((n_ent, 4, 8))
-    local[:, :3] = np.asarray(corners).swapaxes(-1, -2)
-    local[:, 3] = 1.0
     rows = world[..., :3, :].transpose(1, 0, 2, 3).reshape(n_ent, 3 * n_frames, 4)
-    return (rows @ local).reshape(n_ent, n_frames, 3, 8).transpose(1, 0, 3, 2)
+    return (rows @ corners).reshape(n_ent, n_frames, 3, 8).transpose(1, 0, 3, 2)
 
 
 def _visible(in_frame, track_2d, track_depth, depth, mask):

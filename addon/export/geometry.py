@@ -4,6 +4,7 @@ Camera space is OpenCV (x right, y down, z forward); pixels have their origin at
 pixel centres at +0.5, matching the K of :mod:`.camera`.
 """
 
+import functools
 import itertools
 import math
 
@@ -115,14 +116,16 @@ class VertexStack:
         """(..., R) maximum over each filled entity's vertices (see :meth:`segment_min`)."""
         return np.maximum.reduceat(values, self._index, axis=-1, out=out)
 
+    @functools.cached_property
     def bound_boxes(self):
-        """(N, 8, 3) float64 local ``bound_box`` corners (Blender corner order): Blender's bounds of a mesh are the
-        min and max of its float32 vertices, so these equal ``Object.bound_box``; zeros for an entity without
-        vertices, as Blender gives."""
-        out = np.zeros((self.count, 8, 3))
+        """(N, 4, 8) float64 local ``bound_box`` corners as homogeneous columns (x, y, z, 1; Blender corner order):
+        Blender's bounds of a mesh are the min and max of its float32 vertices, so these equal ``Object.bound_box``;
+        zeros for an entity without vertices, as Blender gives."""
+        out = np.zeros((self.count, 4, 8))
+        out[:, 3] = 1.0
         if len(self.filled):
-            lo, hi = self.segment_min(self.local[:3]).T, self.segment_max(self.local[:3]).T  # (R, 3)
-            out[self.filled] = np.where(_CORNER_MAX, hi[:, None], lo[:, None])
+            lo, hi = self.segment_min(self.local[:3]), self.segment_max(self.local[:3])  # (3, R)
+            out[self.filled, :3] = np.where(_CORNER_MAX.T, hi.T[:, :, None], lo.T[:, :, None])
         return out
 
 
@@ -172,9 +175,10 @@ def rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, near):
             return boxes, valid
     ray = cam[:2]
     ray /= z  # (2, F, V): x / z, y / z, in place (a fresh buffer costs more in cache misses than the division)
-    corners = np.empty((2, 2, n_frames, len(filled)))  # (min / max, x / y, F, R)
-    stack.segment_min(ray, out=corners[0])
-    stack.segment_max(ray, out=corners[1])
+    extremes = np.empty((2, 2, n_frames, len(filled)), dtype=np.float32)  # (min / max, x / y, F, R)
+    stack.segment_min(ray, out=extremes[0])  # into float32: a float64 ``out`` makes reduceat cast element-wise (2x)
+    stack.segment_max(ray, out=extremes[1])
+    corners = extremes.astype(np.float64)
     fc = K[:, _FC_ROW, _FC_COL].T[:, :, None]  # (4, F, 1): fx, fy, cx, cy
     corners *= fc[:2]
     corners += fc[2:]

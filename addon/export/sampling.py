@@ -168,13 +168,13 @@ class _MatrixReader:
         self.kept[f] = buffer.reshape(-1, 16)[[cam_row, *rows]]
 
     def result(self, rows, cam_rows):
-        """(F, 1 + N, 4, 4) float64 row-major matrices after the loop: the camera of each frame (``cam_rows``, F
-        rows), then the entities (``rows``)."""
+        """(F, 1 + N, 4, 4) float64 row-major matrices after the loop: the camera of each frame (``cam_rows``: F rows,
+        or one row for all frames), then the entities (``rows``)."""
         if self.kept is not None:
             return self.matrices(self.kept)
         per_frame = self.frames.reshape(len(self.frames), -1, 16)
-        if len(set(cam_rows)) == 1:  # one camera: a single gather
-            return self.matrices(per_frame[:, [cam_rows[0], *rows]])
+        if isinstance(cam_rows, int):  # one camera: a single gather
+            return self.matrices(per_frame[:, [cam_rows, *rows]])
         index = np.empty((len(per_frame), len(rows) + 1), dtype=np.intp)
         index[:, 0], index[:, 1:] = cam_rows, rows
         return self.matrices(per_frame[np.arange(len(per_frame))[:, None], index])
@@ -223,20 +223,20 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
     progress(done, total) is called after each frame; is_cancelled() -> True stops with ExportCancelled.
     Raises ExportError naming the frame when the scene has no camera there, or the camera when it is not perspective.
     """
-    depsgraph = bpy.context.evaluated_depsgraph_get()
     n_frames, n_ent = len(frames), len(entities)
     reader = _MatrixReader(n_frames)
     rows = [reader.row(obj) for obj in entities]
-    rigid = [is_rigid(obj) for obj in entities]
-    stack = _vertex_stack([obj.data for obj, r in zip(entities, rigid, strict=True) if r])
+    meshes = [obj.data if is_rigid(obj) else None for obj in entities]
+    stack = _vertex_stack([mesh for mesh in meshes if mesh is not None])
     rigid_sets = iter(stack.sets)
     geometry, deforming = [], []
-    for obj, r in zip(entities, rigid, strict=True):
-        if r:
-            geometry.append(Geometry(next(rigid_sets), None, False, mesh=obj.data))
+    for obj, mesh in zip(entities, meshes, strict=True):
+        if mesh is not None:
+            geometry.append(Geometry(next(rigid_sets), None, False, mesh=mesh))
         else:
             geometry.append(Geometry([], np.empty((n_frames, 8, 3)), True))
             deforming.append((obj, geometry[-1]))
+    depsgraph = bpy.context.evaluated_depsgraph_get() if deforming or ray_cast else None
     ray_visible = np.ones((n_frames, n_ent), dtype=bool) if ray_cast else None
     # Per frame only cheap reads into lists and preallocated buffers; every conversion waits until after the loop.
     cam_ptrs, cam_values, fits = [], [], []
@@ -276,23 +276,24 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
             ray_visible[f] = _ray_visibility(scene, depsgraph, cam, entities)
         if progress is not None:
             progress(f + 1, n_frames)
-    settings = None
     if fixed is not None:
         data = fixed.data
-        cam_ptrs = [fixed.as_pointer()] * n_frames
-        cam_objs = {cam_ptrs[0]: fixed}
-        lens, sensor_w, sensor_h, fit, shift_x, shift_y = settings = (
-            data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x, data.shift_y)
+        settings = data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x, data.shift_y
+        lens, sensor_w, sensor_h, fit, shift_x, shift_y = settings
         values = np.array([(lens, sensor_w, sensor_h, shift_x, shift_y, data.clip_start, data.clip_end)])
         values = values.repeat(n_frames, axis=0)
         fits = np.array([fit]).repeat(n_frames)
+        names, world = [fixed.name] * n_frames, reader.result(rows, reader.row(fixed))
     else:
+        settings = None
         values = np.array(cam_values, dtype=np.float64).reshape(n_frames, 7)
         fits = np.array(fits)
-    cam_rows = {ptr: reader.row(cam) for ptr, cam in cam_objs.items()}
-    cam_names = {ptr: cam.name for ptr, cam in cam_objs.items()}
+        cam_rows = {ptr: reader.row(cam) for ptr, cam in cam_objs.items()}
+        cam_names = {ptr: cam.name for ptr, cam in cam_objs.items()}
+        names = [cam_names[ptr] for ptr in cam_ptrs]
+        world = reader.result(rows, [cam_rows[ptr] for ptr in cam_ptrs])
     return Samples(
-        camera_names=[cam_names[ptr] for ptr in cam_ptrs], world=reader.result(rows, [cam_rows[ptr] for ptr in cam_ptrs]),
+        camera_names=names, world=world,
         lens=values[:, 0], sensor_width=values[:, 1], sensor_height=values[:, 2], sensor_fit=fits,
         shift_x=values[:, 3], shift_y=values[:, 4], clip_start=values[:, 5], clip_end=values[:, 6],
         geometry=geometry, rigid=stack, ray_visible=ray_visible, fixed_camera=settings,
