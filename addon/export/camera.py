@@ -97,14 +97,16 @@ def rigid(matrices, return_scale=False):
     cof /= det
     cof += cols
     cof *= 0.5  # one Newton step
-    # Newton from normalised columns converges to the polar factor only when the columns were orthogonal.
-    slow = (np.maximum.reduce(np.abs(np.add.reduce(g[4] * g[0], axis=1)), axis=0) > 1e-5) | (det < 0.5)
     out = np.zeros(matrices.shape)
     flat = out.reshape(-1, 4, 4)
     flat[:, :3, :3] = cof.transpose(2, 1, 0)
     flat[:, :3, 3] = matrices.reshape(-1, 4, 4)[:, :3, 3]
     flat[:, 3, 3] = 1.0
-    if np.logical_or.reduce(slow):
+    # Newton from normalised columns converges to the polar factor only when the columns were orthogonal (and the
+    # matrix not mirrored); checked over all matrices at once first, as nearly always they all are.
+    dots = np.abs(np.add.reduce(g[4] * g[0], axis=1))  # (3, M): |column i . column i+1|
+    if np.maximum.reduce(dots, axis=None) > 1e-5 or np.minimum.reduce(det) < 0.5:
+        slow = (np.maximum.reduce(dots, axis=0) > 1e-5) | (det < 0.5)
         rot = matrices.reshape(-1, 4, 4)[slow, :3, :3]
         u, _, vt = np.linalg.svd(rot)
         # A mirrored object (negative scale) gives det -1; flip one axis to stay a proper rotation.

@@ -24,6 +24,7 @@ from .renders import render_beauty, render_data_passes
 from .sampling import find_moving, sample
 
 MAX_FRAMES = 999
+MAX_MASK_ENTITIES = 255  # instance_mask is uint8, 0 = background
 FORMAT_VERSION = "1.0"
 CONVENTIONS = {
     "world": "Blender world, right-handed, Z up, metres (Blender units x unit_scale)",
@@ -215,8 +216,8 @@ def _visible(in_frame, track_2d, track_depth, depth, mask):
     # In-frame tracks are >= 0, so truncation is floor; the others are set to pixel 0 (their answer is discarded),
     # which also keeps far-off projections (up to 1e15 px next to the camera plane) out of the integer cast.
     pixel = np.where(in_frame[..., None], track_2d, 0.0).astype(np.intp)  # (F, N, 2)
-    flat = (np.arange(0, n_frames * height, height)[:, None] + pixel[..., 1]) * width + pixel[..., 0]
-    own = mask.reshape(-1)[flat] == np.arange(1, n_ent + 1)
+    flat = pixel @ np.array([1, width]) + np.arange(0, n_frames * height * width, height * width)[:, None]
+    own = mask.reshape(-1)[flat] == np.arange(1, n_ent + 1, dtype=np.uint8)
     behind = depth.reshape(-1)[flat] >= track_depth * (1 - 1e-3)
     return in_frame & (own | behind)
 
@@ -244,6 +245,12 @@ def build_shot(scene, options=None, progress=None, is_cancelled=None):
     saved_frame = scene.frame_current, scene.frame_subframe
     try:
         entities = _entities(scene, frames, is_cancelled, tracker.stage("entities", 0 if explicit else n_frames))
+        if renders and len(entities) > MAX_MASK_ENTITIES:
+            raise ExportError(
+                f"The shot has {len(entities)} entities; instance_mask stores entity ids as uint8, so an export with "
+                f"renders holds at most {MAX_MASK_ENTITIES}: keep fewer objects in the '{props.ENTITY_COLLECTION}' "
+                "collection, or export without renders."
+            )
         metas = [entity_meta(obj, i + 1) for i, obj in enumerate(entities)]
         samples = sample(scene, frames, entities, camera, ray_cast=not renders,
                          progress=tracker.stage("frames", n_frames), is_cancelled=is_cancelled)

@@ -63,6 +63,20 @@ def test_single_frame_and_too_many_frames(small_shot, tmp_path):
     _fails(small_shot, tmp_path, "1000 frames", "at most 999", frame_range=(1, 1000, 1))
 
 
+def test_more_entities_than_mask_ids(small_shot, tmp_path):
+    """instance_mask is uint8: with renders, 255 entities at most (checked before anything renders)."""
+    import bpy
+
+    from addon.export import ExportError, ExportOptions, export_shot
+
+    coll = bpy.data.collections["TrajPlate"]
+    for i in range(256 - len(coll.objects)):
+        coll.objects.link(bpy.data.objects.new(f"Extra{i:03d}", None))
+    with pytest.raises(ExportError, match="256 entities.*at most 255.*without renders"):
+        export_shot(tmp_path / "shot.zip", small_shot, ExportOptions(include_renders=True))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_entity_axis(small_shot, tmp_path):
     small_shot.objects["Cube"]["trajplate_forward_axis"] = "W"
     _fails(small_shot, tmp_path, "'Cube'", "trajplate_forward_axis", "-Y")
