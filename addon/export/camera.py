@@ -31,7 +31,8 @@ def intrinsics(lens, sensor_width, sensor_height, sensor_fit, shift_x, shift_y, 
     par = py / px
     # One model, two evaluations: plain Python floats for a camera whose settings never change (the common case,
     # ~20x cheaper than a dozen NumPy calls) and arrays for animated ones; IEEE arithmetic gives the same numbers.
-    scalar = not any(isinstance(v, np.ndarray) for v in (lens, sensor_width, sensor_height, sensor_fit, shift_x, shift_y))
+    settings = (lens, sensor_width, sensor_height, sensor_fit, shift_x, shift_y)
+    scalar = not any(isinstance(v, np.ndarray) for v in settings)
     where = (lambda cond, a, b: a if cond else b) if scalar else np.where
     fit = sensor_fit if scalar else np.asarray(sensor_fit)
     horizontal = where(fit == "AUTO", width * px >= height * py, fit == "HORIZONTAL")

@@ -45,9 +45,11 @@ class Samples:
     """What the frame loop read, per exported frame (F frames, N entities), Blender units and Blender axes.
 
     camera_names: F camera object names; world (F, 1 + N, 4, 4) float64 matrix_world (scale included) of the camera
-    (column 0, also ``camera_world``) and the entities (columns 1.., also ``entity_world``); lens, sensor_width, sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str;
-    geometry: N Geometry; rigid: :class:`.geometry.VertexStack` of the rigid entities' vertices (in entity order); ray_visible (F, N) bool or None: the
-    first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond the origin;
+    (column 0, also ``camera_world``) and the entities (columns 1.., also ``entity_world``); lens, sensor_width,
+    sensor_height, shift_x, shift_y, clip_start, clip_end: (F,) float64; sensor_fit: (F,) str; geometry: N Geometry;
+    rigid: :class:`.geometry.VertexStack` of the rigid entities' vertices (in entity order); ray_visible (F, N) bool
+    or None: the first surface on the ray from the camera to the entity origin belongs to the entity or lies beyond
+    the origin;
     fixed_camera: for one camera whose settings cannot change over the frames (read once), its (lens, sensor_width,
     sensor_height, sensor_fit, shift_x, shift_y) as Python scalars, else None.
     """
