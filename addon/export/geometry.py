@@ -77,36 +77,29 @@ _CORNER_MAX = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 0, 0], [
 class VertexStack:
     """The local vertices of N rigid entities side by side, so that each pass over all of them is one NumPy call.
 
-    vertex_sets: N arrays (V_j, 3) of local vertices (any float dtype; kept as ``sets``). ``local`` is (4, V) float32,
-    rows x, y, z, 1 (homogeneous; float32 is Blender's own vertex precision); ``spans`` lists ``(j, start, stop)``
-    for each entity j with at least one vertex (its columns of ``local``), ``filled`` (R,) int their indices j.
+    points: (V, 3) float local vertices of the N entities one after another, ``counts`` (N,) ints of them; ``sets``
+    are the N (V_j, 3) views into ``points``. ``local`` is (4, V) float32, rows x, y, z, 1 (homogeneous; float32 is
+    Blender's own vertex precision); ``spans`` lists ``(j, start, stop)`` for each entity j with at least one vertex
+    (its columns of ``local``), ``filled`` (R,) int their indices j.
     """
 
-    def __init__(self, vertex_sets):
-        counts = [len(v) for v in vertex_sets]
-        points = np.concatenate(vertex_sets) if sum(counts) else np.zeros((0, 3), dtype=np.float32)
-        self._pack(points, counts)
-        self.sets = list(vertex_sets)
-
-    @classmethod
-    def packed(cls, points, counts):
-        """The stack of ``points`` (V, 3), which already holds the N sets one after another (``counts`` N ints);
-        ``sets`` are views into ``points``."""
-        stack = cls.__new__(cls)
-        stack._pack(points, counts)
-        stack.sets = [points[start:start + count] for start, count in zip(stack._starts, counts, strict=True)]
-        return stack
-
-    def _pack(self, points, counts):
-        self._starts = [0, *itertools.accumulate(counts)][:-1]
+    def __init__(self, points, counts):
+        starts = [0, *itertools.accumulate(counts)][:-1]
         self.count = len(counts)
+        self.sets = [points[start:start + count] for start, count in zip(starts, counts, strict=True)]
         self.spans = [(j, start, start + count)
-                      for j, (start, count) in enumerate(zip(self._starts, counts, strict=True)) if count]
+                      for j, (start, count) in enumerate(zip(starts, counts, strict=True)) if count]
         self.filled = np.array([j for j, _, _ in self.spans], dtype=np.intp)
         self._index = np.array([start for _, start, _ in self.spans], dtype=np.intp)  # reduceat segment starts
         self.local = np.empty((4, len(points)), dtype=np.float32)
         self.local[:3] = points.T
         self.local[3] = 1.0
+
+    @classmethod
+    def of(cls, vertex_sets):
+        """The stack of N separate (V_j, 3) arrays (copied into one)."""
+        counts = [len(v) for v in vertex_sets]
+        return cls(np.concatenate(vertex_sets) if sum(counts) else np.zeros((0, 3), dtype=np.float32), counts)
 
     def segment_min(self, values, out=None):
         """(..., R) minimum over each filled entity's vertices of (..., V) per-vertex ``values``."""
@@ -233,7 +226,7 @@ def quaternions_wxyz(rot):
     count = math.prod(lead)
     flat = np.empty((count, 10))
     flat[:, 0] = 1.0
-    flat[:, 1:].reshape(*lead, 3, 3)[...] = rot
+    flat[:, 1:] = rot.reshape(count, 9)
     mixed = flat @ _CANDIDATES  # (M, 20)
     best = mixed[:, :16].reshape(-1, 4, 4)[np.arange(count), mixed[:, 16:].argmax(axis=1)]
     best /= np.sqrt(np.add.reduce(best * best, axis=1))[:, None]

@@ -102,7 +102,7 @@ def _vertex_stack(meshes):
     for mesh, count in zip(meshes, counts, strict=True):
         _read_positions(mesh, points[start:start + count])
         start += count
-    return VertexStack.packed(points, counts)
+    return VertexStack(points, counts)
 
 
 def _mesh_edges(mesh):

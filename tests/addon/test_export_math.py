@@ -82,7 +82,7 @@ def test_rigid_boxes_match_float64_reference():
     obj_to_cam[..., 3, 3] = 1.0
     verts = [rng.normal(scale=0.6, size=(300, 3)) for _ in depths[:3]] + [np.zeros((0, 3))]
     edges = [rng.integers(0, len(v), size=(400, 2)) if len(v) else np.zeros((0, 2), int) for v in verts]
-    boxes, valid = rigid_boxes(obj_to_cam, VertexStack(verts), edges.__getitem__, K, width, height, near)
+    boxes, valid = rigid_boxes(obj_to_cam, VertexStack.of(verts), edges.__getitem__, K, width, height, near)
     for j, (v, e) in enumerate(zip(verts, edges, strict=True)):
         cam = v @ np.swapaxes(obj_to_cam[:, j, :3, :3], -1, -2) + obj_to_cam[:, j, None, :3, 3]
         ref_boxes, ref_valid = tight_boxes(cam, K, width, height, near, e)

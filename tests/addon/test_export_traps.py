@@ -195,6 +195,30 @@ def test_keyed_vertex_coordinates_move_the_box(empty_scene):
     assert arrays["box_2d"][-1, j, 0] - arrays["box_2d"][0, j, 0] > 3.0
 
 
+def test_entity_straddling_the_camera_clips_at_the_near_plane(small_shot):
+    """A bar reaching from behind the camera to 8 m ahead of it, beside it: its box runs to the image edge only through
+    the edges crossing the near plane (read from the mesh on demand), checked against the same clipping fed with
+    Blender's own vertices and edges."""
+    import bpy
+
+    from addon.export.geometry import tight_boxes
+
+    wall = add_mesh("cube", bpy.data.collections["TrajPlate"], "Wall", size=1.0, location=(1.0, -9.5, 3.0))
+    wall.scale = (0.2, 9.0, 0.2)  # y from -14 to -5; the camera is at (0, -13, 3) at frame 1
+    meta, arrays, _ = _export(small_shot)
+    j = [e["name"] for e in meta["entities"]].index("Wall")
+    mesh = wall.data
+    local = np.array([v.co for v in mesh.vertices])
+    edges = np.array([e.vertices[:] for e in mesh.edges])
+    world = np.array(wall.matrix_world)
+    w2c, K = arrays["camera_w2c_opencv"][0], arrays["intrinsics"][0]
+    cam = (local @ world[:3, :3].T + world[:3, 3]) @ w2c[:3, :3].T + w2c[:3, 3]
+    assert (cam[:, 2] < meta["camera_settings"]["clip_start"]).any() and (cam[:, 2] > 1.0).any()  # it straddles
+    box, ok = tight_boxes(cam[None], K[None], *meta["resolution"], meta["camera_settings"]["clip_start"], edges)
+    assert ok[0] and arrays["box_2d_valid"][0, j] and box[0, 2] == meta["resolution"][0]  # clipped at the right edge
+    np.testing.assert_allclose(arrays["box_2d"][0, j], box[0], atol=1e-3)
+
+
 def test_entity_behind_another_flips_visibility(small_shot):
     meta, arrays, _ = _export(small_shot)
     names = [e["name"] for e in meta["entities"]]
