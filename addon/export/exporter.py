@@ -19,7 +19,7 @@ from . import props
 from .camera import camera_arrays, check_perspective, render_size, rigid, w2c_opencv
 from .entities import auto_candidates, entity_meta, explicit_entities, marked_entities
 from .errors import ExportCancelled, ExportError
-from .geometry import project, quaternions_wxyz, rigid_boxes, tight_boxes, transform
+from .geometry import deforming_boxes, project, quaternions_wxyz, rigid_boxes, transform
 from .renders import render_beauty, render_data_passes
 from .sampling import find_moving, sample
 
@@ -192,10 +192,7 @@ def _boxes(samples, w2c_bu, K, width, height, unit_scale):
             continue
         world = samples.entity_world[:, j]
         box_3d[:, j] = transform(world, geo.bound_box) * unit_scale
-        for f, (verts, edges) in enumerate(zip(geo.vertices, geo.edges, strict=True)):
-            cam = transform(w2c_bu[f], transform(world[f], verts))[None]
-            box, ok = tight_boxes(cam, K[f:f + 1], width, height, samples.clip_start[f], edges)
-            box_2d[f, j], valid[f, j] = box[0], ok[0]
+        box_2d[:, j], valid[:, j] = deforming_boxes(w2c_bu @ world, geo, K, width, height, samples.clip_start)
     return box_2d, valid, box_3d
 
 

@@ -33,41 +33,108 @@ def tight_boxes(points_cam, K, width, height, near, edges=None):
     """Tight 2D boxes of geometry in front of the near plane, clipped to the image.
 
     points_cam: (F, V, 3) float64 vertices in OpenCV camera space (any length unit, same as ``near``);
-    K: (F, 3, 3) float64; width, height: image size in pixels; near: the near-plane distance (camera clip start),
+    K: (F, 3, 3) float64 (positive focal lengths); width, height: image size in pixels; near: the near-plane distance (camera clip start),
     a scalar or (F,);
     edges: optional (E, 2) int vertex indices. Where an edge crosses the near plane, its crossing point joins the
     vertices in front, so geometry straddling the camera gives the exact box of its visible part, not of its vertices.
     Returns boxes (F, 4) float64 ``x0, y0, x1, y1`` in pixels (zeros where invalid) and valid (F,) bool: some of the
     geometry projects inside the image.
     """
-    near = np.reshape(np.asarray(near, dtype=np.float64), (-1, 1))
-    z = points_cam[..., 2]
-    front = z > near
-    uv = project(K, points_cam)
+    return _tight_boxes(np.moveaxis(points_cam, -1, 0), K, width, height, near, edges)
+
+
+def _tight_boxes(xyz, K, width, height, near, edges):
+    """:func:`tight_boxes` of component-major points ``xyz`` (3, F, V): every pass then runs along V (contiguous
+    rows when the caller's layout allows), not along a trailing axis of length 2 or 3 (10x slower on many frames)."""
+    near = np.reshape(np.asarray(near, dtype=np.float64), (-1, 1))  # (F or 1, 1)
+    front = xyz[2] > near  # (F, V)
     keep = front
-    if edges is not None and len(edges):
+    in_front = np.logical_and.reduce(front, axis=None)  # the common case: no clipping, no masking
+    if not in_front and edges is not None and len(edges):
         a, b = edges[:, 0], edges[:, 1]
-        crossing = front[:, a] != front[:, b]
+        crossing = front[:, a] != front[:, b]  # (F, E)
         if crossing.any():
-            pa, pb = points_cam[:, a], points_cam[:, b]
+            pa, pb = xyz[:, :, a], xyz[:, :, b]  # (3, F, E)
             with np.errstate(divide="ignore", invalid="ignore"):
-                t = (near - pa[..., 2]) / (pb[..., 2] - pa[..., 2])
+                t = (near - pa[2]) / (pb[2] - pa[2])
             t = np.where(crossing, t, 0.0)  # edges that do not cross are masked out below anyway
-            cut = pa + t[..., None] * (pb - pa)
-            cut[..., 2] = near  # exact, so the projection does not wobble with rounding
-            uv = np.concatenate([uv, project(K, cut)], axis=1)
+            cut = pa + t * (pb - pa)
+            cut[2] = near  # exact, so the projection does not wobble with rounding
+            xyz = np.concatenate([xyz, cut], axis=2)
             keep = np.concatenate([keep, crossing], axis=1)
-    if keep.size and keep.all():  # the common case: everything in front, no masking needed
-        lo, hi = uv.min(axis=1), uv.max(axis=1)
+    z = xyz[2]
+    if not in_front:  # a point on the camera plane projects far off, not to NaN
+        z = np.where(np.abs(z) < 1e-12, 1e-12, z)
+    ray = xyz[:2] / z  # (2, F, V'): x / z, y / z
+    # The focal lengths are positive, so the extreme pixels are those of the extreme rays: K applies to (2, F) only.
+    if in_front and keep.size:
+        lo, hi = ray.min(axis=2), ray.max(axis=2)  # (2, F)
     else:
-        lo = np.where(keep[..., None], uv, np.inf).min(axis=1, initial=np.inf)  # initial: no vertices at all
-        hi = np.where(keep[..., None], uv, -np.inf).max(axis=1, initial=-np.inf)
-    limit = np.array([width, height], dtype=np.float64)
-    lo = np.clip(lo, 0.0, limit)
-    hi = np.clip(hi, 0.0, limit)
-    valid = keep.any(axis=1) & (hi > lo).all(axis=1)
-    boxes = np.where(valid[:, None], np.concatenate([lo, hi], axis=1), 0.0)
+        lo = np.where(keep, ray, np.inf).min(axis=2, initial=np.inf)  # initial: no vertices at all
+        hi = np.where(keep, ray, -np.inf).max(axis=2, initial=-np.inf)
+    fc = K[:, _FC_ROW, _FC_COL].T  # (4, F): fx, fy, cx, cy
+    limit = np.array([[width], [height]], dtype=np.float64)
+    lo = np.clip(lo * fc[:2] + fc[2:], 0.0, limit)  # float64 from here on
+    hi = np.clip(hi * fc[:2] + fc[2:], 0.0, limit)
+    valid = keep.any(axis=1) & (hi > lo).all(axis=0)
+    boxes = np.where(valid[:, None], np.concatenate([lo, hi]).T, 0.0)  # (F, 4): x0, y0, x1, y1
     return boxes, valid
+
+
+# Frames of deforming geometry go through tight_boxes together while their camera-space vertices stay under this size
+# (tight_boxes makes a few temporaries of it): every frame of a proxy at once, a few at a time for a dense mesh.
+_CHUNK_BYTES = 16 << 20
+
+
+def deforming_boxes(obj_to_cam, geometry, K, width, height, near):
+    """:func:`tight_boxes` of one entity whose geometry changes over the frames (armatures, modifiers, shape keys).
+
+    obj_to_cam: (F, 4, 4) float64 object-to-OpenCV-camera matrices; K (F, 3, 3); near: (F,). ``geometry`` as the frame
+    loop read it (a :class:`.sampling.Geometry`): ``vertices`` (F, V, 3) float32 with ``edges`` (E, 2) int when only
+    positions move, or F per-frame (V_f, 3) arrays with F per-frame (E_f, 2) edges; ``edges`` is read only where some
+    vertex lies behind the near plane. Returns boxes (F, 4) float64 and valid (F,) bool.
+    Frames that share one topology are projected together, in chunks of at most ``_CHUNK_BYTES``, in float32
+    (Blender's own vertex and matrix precision, as :func:`rigid_boxes`); frames whose topology differs from their
+    chunk's first (a Build modifier, changing subdivision levels) one by one.
+    """
+    vertices = geometry.vertices
+    n_frames = len(obj_to_cam)
+    fixed = isinstance(vertices, np.ndarray)
+    boxes, valid = np.zeros((n_frames, 4)), np.zeros(n_frames, dtype=bool)
+    step = max(1, _CHUNK_BYTES // (12 * max((len(v) for v in vertices), default=1)))
+    for start in range(0, n_frames, step):
+        frames = range(start, min(start + step, n_frames))
+        if fixed or _same_topology(vertices, geometry.edges, frames):
+            f = slice(frames.start, frames.stop)
+            xyz = _camera_points(obj_to_cam[f], vertices[f] if fixed else np.stack(vertices[f]))
+            edges = None
+            if np.minimum.reduce(xyz[2], axis=None, initial=np.inf) <= np.maximum.reduce(near[f]):
+                edges = geometry.edges if fixed else geometry.edges[start]
+            boxes[f], valid[f] = _tight_boxes(xyz, K[f], width, height, near[f], edges)
+            continue
+        for f in frames:
+            box, ok = _tight_boxes(_camera_points(obj_to_cam[f:f + 1], vertices[f][None]), K[f:f + 1], width, height,
+                                   near[f], geometry.edges[f])
+            boxes[f], valid[f] = box[0], ok[0]
+    return boxes, valid
+
+
+def _same_topology(vertices, edges, frames):
+    """True when every frame of ``frames`` (a range) has the vertex count and the edges of the first."""
+    first = frames.start
+    if any(len(vertices[f]) != len(vertices[first]) or edges[f].shape != edges[first].shape for f in frames):
+        return False
+    stacked = np.stack(edges[frames.start:frames.stop])
+    return bool(np.logical_and.reduce(stacked == edges[first], axis=None))
+
+
+def _camera_points(obj_to_cam, local):
+    """(3, F, V) float32 camera-space points, component-major, from (F, 4, 4) matrices and (F, V, 3) float32 local
+    points (a float32 product: several times faster than a mixed float64 one, at Blender's own precision)."""
+    rows = obj_to_cam[:, :3].astype(np.float32)  # (F, 3, 4)
+    cam = rows[:, :, :3] @ local.transpose(0, 2, 1)  # (F, 3, V)
+    cam += rows[:, :, 3:]
+    return cam.transpose(1, 0, 2)
 
 
 # bound_box corner order: corner k takes the max along x, y, z where these bits of k are set.
@@ -162,7 +229,7 @@ def rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, near):
             j, start, stop = stack.spans[k]
             points = (stack.sets[j] @ obj_to_cam[:, j, :3, :3].transpose(2, 1, 0).reshape(3, -1)
                       + obj_to_cam[:, j, :3, 3].T.reshape(-1)).reshape(-1, 3, n_frames)
-            boxes[:, j], valid[:, j] = tight_boxes(points.transpose(2, 0, 1), K, width, height, near, edges_of(j))
+            boxes[:, j], valid[:, j] = _tight_boxes(points.transpose(1, 2, 0), K, width, height, near, edges_of(j))
             z[:, start:stop] = 1.0  # keeps the shared division below finite; this entity's result is not used
         if not np.logical_or.reduce(fast):
             return boxes, valid

@@ -23,10 +23,11 @@ from .geometry import VertexStack
 class Geometry:
     """An entity's local-space geometry, Blender units.
 
-    Rigid (``deforms`` False): ``vertices`` (V, 3) float32 (Blender's own precision) and ``edges`` (E, 2) int64, read
+    Rigid (``deforms`` False): ``vertices`` (V, 3) float32 (Blender's own precision) and ``edges`` (E, 2) int32, read
     from ``mesh`` on first use (only geometry reaching behind the camera needs them); ``bound_box`` None (the export
-    takes the bounds from the vertices). Deforming: per-frame lists of ``vertices`` (V_f, 3) float32 and ``edges``
-    (E_f, 2) int64, and ``bound_box`` (F, 8, 3) float64 (Blender ``bound_box`` corner order).
+    takes the bounds from the vertices). Deforming: ``bound_box`` (F, 8, 3) float64 (Blender ``bound_box`` corner
+    order) and either, when only positions move (see :func:`keeps_topology`), ``vertices`` (F, V, 3) float32 with the
+    ``edges`` (E, 2) of ``mesh``, or per-frame lists of ``vertices`` (V_f, 3) float32 and ``edges`` (E_f, 2) int32.
     """
 
     vertices: object
@@ -38,6 +39,13 @@ class Geometry:
     @functools.cached_property
     def edges(self):
         return _mesh_edges(self.mesh) if self.mesh is not None else self.frame_edges
+
+    def to_frame_lists(self, n_read):
+        """Switch deforming geometry read into one (F, V, 3) buffer to per-frame lists, keeping the ``n_read`` frames
+        already read (the evaluated vertex count changed although the modifiers only deform, e.g. set by a handler)."""
+        edges = self.edges
+        self.vertices, self.frame_edges, self.mesh = list(self.vertices[:n_read]), [edges] * n_read, None
+        del self.edges  # the cached mesh edges; from now on the per-frame list
 
 
 @dataclass
@@ -78,6 +86,20 @@ class Samples:
         return self.world[:, 1:]
 
 
+# Modifier types that only move vertices (Blender's "deform only" modifiers): the evaluated mesh keeps the vertices and
+# edges of the mesh data. Anything else (Geometry Nodes, Subdivision, Build...) may change them from frame to frame.
+_DEFORM_ONLY = frozenset({
+    "ARMATURE", "CAST", "CORRECTIVE_SMOOTH", "CURVE", "DISPLACE", "HOOK", "LAPLACIANDEFORM", "LAPLACIANSMOOTH",
+    "LATTICE", "MESH_DEFORM", "SHRINKWRAP", "SIMPLE_DEFORM", "SMOOTH", "SURFACE_DEFORM", "WARP", "WAVE",
+})
+
+
+def keeps_topology(obj):
+    """True for a mesh object whose evaluated mesh has the vertices and edges of its mesh data at every frame, only
+    moved (deform-only modifiers, shape keys, armatures, animated vertex coordinates)."""
+    return obj.type == "MESH" and all(mod.type in _DEFORM_ONLY for mod in obj.modifiers)
+
+
 def is_rigid(obj):
     """True when the object's evaluated geometry is its mesh data as is: no modifiers, no shape keys and no animated
     mesh data (keyed vertex coordinates, drivers)."""
@@ -106,32 +128,44 @@ def _vertex_stack(meshes):
 
 
 def _mesh_edges(mesh):
-    """(E, 2) int64 vertex indices of the edges (fetched as Blender's int32 and widened)."""
-    edges = np.empty(len(mesh.edges) * 2, dtype=np.int32)
+    """(E, 2) int32 vertex indices of the edges (Blender's own type)."""
+    edges = np.empty((len(mesh.edges), 2), dtype=np.int32)
     if len(edges):
-        mesh.attributes.get(".edge_verts").data.foreach_get("value", edges)
-    return edges.reshape(-1, 2).astype(np.int64)
+        mesh.attributes.get(".edge_verts").data.foreach_get("value", edges.reshape(-1))
+    return edges
 
 
-def _bound_box(obj):
-    """(8, 3) float64 ``bound_box`` corners; converted corner by corner (3x faster than np.array of the bpy array)."""
-    return np.array([corner[:] for corner in obj.bound_box], dtype=np.float64)
-
-
-def _evaluated_geometry(obj, depsgraph):
-    """(vertices, edges, bound_box) of the evaluated object; objects without geometry give their bound box."""
+def _read_evaluated(obj, depsgraph, geo, f):
+    """Read frame ``f`` of deforming entity ``obj`` into ``geo`` (a :class:`Geometry`): its evaluated bound box, and
+    its evaluated vertex positions (into the (F, V, 3) buffer when only positions move) or vertices and edges."""
     ob_eval = obj.evaluated_get(depsgraph)
-    bound_box = _bound_box(ob_eval)
+    ob_eval.bound_box.foreach_get(geo.bound_box[f].reshape(-1))  # one bulk read (10x faster than corner by corner)
+    if geo.mesh is not None:
+        mesh = ob_eval.data  # an evaluated mesh object's data is its evaluated mesh: read in place, no copy
+        if len(mesh.vertices) == geo.vertices.shape[1]:
+            _read_positions(mesh, geo.vertices[f])
+            return
+        geo.to_frame_lists(f)
+    verts, edges = _evaluated_mesh(ob_eval, geo.bound_box[f])
+    geo.vertices.append(verts)
+    geo.frame_edges.append(edges)
+
+
+def _evaluated_mesh(ob_eval, bound_box):
+    """(vertices, edges) of an evaluated object; objects without geometry give their ``bound_box`` corners."""
+    if ob_eval.type == "MESH":  # read the evaluated mesh in place (to_mesh() would copy it)
+        mesh = ob_eval.data
+        return _read_positions(mesh, np.empty((len(mesh.vertices), 3), dtype=np.float32)), _mesh_edges(mesh)
     try:
         mesh = ob_eval.to_mesh()
     except RuntimeError:  # types that have no mesh form (empties, armatures, lights...)
         mesh = None
     if mesh is None:
-        return bound_box.astype(np.float32), np.zeros((0, 2), dtype=np.int64), bound_box
-    verts = _read_positions(mesh, np.empty((len(mesh.vertices), 3), dtype=np.float32))
-    edges = _mesh_edges(mesh)
-    ob_eval.to_mesh_clear()
-    return verts, edges, bound_box
+        return bound_box.copy(), np.zeros((0, 2), dtype=np.int32)
+    try:
+        return _read_positions(mesh, np.empty((len(mesh.vertices), 3), dtype=np.float32)), _mesh_edges(mesh)
+    finally:
+        ob_eval.to_mesh_clear()
 
 
 class _MatrixReader:
@@ -236,7 +270,12 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
         if mesh is not None:
             geometry.append(Geometry(next(rigid_sets), None, False, mesh=mesh))
         else:
-            geometry.append(Geometry([], np.empty((n_frames, 8, 3)), True))
+            bound_box = np.empty((n_frames, 8, 3), dtype=np.float32)
+            if keeps_topology(obj):
+                vertices = np.empty((n_frames, len(obj.data.vertices), 3), dtype=np.float32)
+                geometry.append(Geometry(vertices, bound_box, True, mesh=obj.data))
+            else:
+                geometry.append(Geometry([], bound_box, True))
             deforming.append((obj, geometry[-1]))
     depsgraph = bpy.context.evaluated_depsgraph_get() if deforming or ray_cast else None
     ray_visible = np.ones((n_frames, n_ent), dtype=bool) if ray_cast else None
@@ -270,14 +309,13 @@ def sample(scene, frames, entities, camera=None, ray_cast=False, progress=None, 
         if reader.shared:  # one buffer for all frames (huge files): copy this frame's rows out now
             reader.keep(f, buffer, rows, reader.row(cam))
         for obj, geo in deforming:
-            verts, edges, bound_box = _evaluated_geometry(obj, depsgraph)
-            geo.vertices.append(verts)
-            geo.frame_edges.append(edges)
-            geo.bound_box[f] = bound_box
+            _read_evaluated(obj, depsgraph, geo, f)
         if ray_cast:
             ray_visible[f] = _ray_visibility(scene, depsgraph, cam, entities)
         if progress is not None:
             progress(f + 1, n_frames)
+    for _obj, geo in deforming:
+        geo.bound_box = geo.bound_box.astype(np.float64)
     if fixed is not None:
         data = fixed.data
         settings = data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, data.shift_x, data.shift_y

@@ -4,8 +4,9 @@ tests): the polar factor of world matrices, quaternions, and the fast float32 ri
 import numpy as np
 import pytest
 
+from addon.export import geometry
 from addon.export.camera import rigid
-from addon.export.geometry import VertexStack, quaternions_wxyz, rigid_boxes, tight_boxes
+from addon.export.geometry import VertexStack, deforming_boxes, quaternions_wxyz, rigid_boxes, tight_boxes
 
 
 def _rotations(rng, n):
@@ -89,6 +90,98 @@ def test_rigid_boxes_match_float64_reference():
         np.testing.assert_array_equal(valid[:, j], ref_valid)
         np.testing.assert_allclose(boxes[:, j], ref_boxes, atol=1e-3)
     assert valid[:, 0].all() and valid[:, 1].any() and not valid[:, 2].any() and not valid[:, 3].any()
+
+
+def _reference_box(cam, K, width, height, near, edges):
+    """One frame's tight box the slow, obvious way: each vertex in front, each edge crossing the near plane cut there,
+    every kept point projected by K, the box of them clipped to the image; None when nothing is left or it is empty."""
+    kept = [p for p in cam if p[2] > near]
+    for a, b in edges:
+        pa, pb = cam[a], cam[b]
+        if (pa[2] > near) != (pb[2] > near):
+            cut = pa + (near - pa[2]) / (pb[2] - pa[2]) * (pb - pa)
+            kept.append(np.array([cut[0], cut[1], near]))
+    if not kept:
+        return None
+    pix = np.array([(K[0, 0] * x / z + K[0, 2], K[1, 1] * y / z + K[1, 2]) for x, y, z in kept])
+    lo, hi = np.clip(pix.min(0), 0, (width, height)), np.clip(pix.max(0), 0, (width, height))
+    return [*lo, *hi] if (hi > lo).all() else None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tight_boxes_match_the_obvious_clipping(dtype):
+    """Random geometry in front of, straddling and behind the near plane, off to the side, and no vertices at all."""
+    rng = np.random.default_rng(7)
+    n_frames, width, height, near = 10, 320, 240, 0.1
+    K = np.tile([[300.0, 0, 160], [0, 280, 120], [0, 0, 1]], (n_frames, 1, 1))
+    for depth, side in [(5.0, 0.0), (0.2, 0.0), (-4.0, 0.0), (5.0, 40.0), (1.0, 1.5)]:
+        cam = rng.normal(scale=0.8, size=(n_frames, 60, 3)) + [side, 0.0, depth]
+        edges = rng.integers(0, 60, size=(90, 2))
+        boxes, valid = tight_boxes(cam.astype(dtype), K, width, height, near, edges)
+        for f in range(n_frames):
+            ref = _reference_box(cam[f], K[f], width, height, near, edges)
+            assert valid[f] == (ref is not None), (depth, side, f)
+            np.testing.assert_allclose(boxes[f], ref if ref is not None else 0.0, atol=1e-6 if dtype == np.float64
+                                       else 2e-3)
+    boxes, valid = tight_boxes(np.zeros((3, 0, 3)), K[:3], width, height, near, np.zeros((0, 2), int))
+    assert not valid.any() and not boxes.any()
+
+
+class _Geometry:
+    """What deforming_boxes reads of the export's sampling.Geometry."""
+
+    def __init__(self, vertices, edges):
+        self.vertices, self.edges, self.edge_reads = vertices, edges, 0
+
+    def __getattribute__(self, name):
+        if name == "edges":
+            object.__setattr__(self, "edge_reads", object.__getattribute__(self, "edge_reads") + 1)
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("chunk_bytes", [16 << 20, 3000])  # all frames at once; a few frames per chunk
+def test_deforming_boxes_match_frame_by_frame(monkeypatch, chunk_bytes):
+    """Fixed topology (one array), the same topology as per-frame lists, and a topology that changes midway (a Build
+    modifier) all give the per-frame float64 tight_boxes; edges are read only where geometry reaches behind the near
+    plane."""
+    monkeypatch.setattr(geometry, "_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(8)
+    n_frames, width, height = 14, 320, 240
+    K = np.tile([[300.0, 0, 160], [0, 280, 120], [0, 0, 1]], (n_frames, 1, 1))
+    near = np.full(n_frames, 0.1)
+    obj_to_cam = np.tile(np.eye(4), (n_frames, 1, 1))
+    obj_to_cam[:, :3, :3] = _rotations(rng, n_frames)
+    obj_to_cam[:, :3, 3] = [0.2, -0.1, 5.0]
+    local = rng.normal(scale=(0.04, 0.04, 0.8), size=(n_frames, 50, 3)).astype(np.float32)  # a thin rod along z
+    edges = rng.integers(0, 50, size=(80, 2))
+
+    def per_frame(verts, frame_edges):
+        out = [tight_boxes((v @ m[:3, :3].T + m[:3, 3])[None], K[f:f + 1], width, height, near[f], e)
+               for f, (v, m, e) in enumerate(zip(verts, obj_to_cam, frame_edges, strict=True))]
+        return np.concatenate([b for b, _ in out]), np.concatenate([ok for _, ok in out])
+
+    changing = [v if f < 6 else v[:30] for f, v in enumerate(local)]  # 20 vertices and their edges gone at frame 6
+    changing_edges = [edges if f < 6 else edges[(edges < 30).all(1)] for f in range(n_frames)]
+    rewired = [edges if f < 6 else np.roll(edges, 1, axis=0) % 50 // 2 for f in range(n_frames)]  # same count
+    more_edges = [edges if f < 6 else np.concatenate([edges, edges[:5, ::-1]]) for f in range(n_frames)]
+    for straddle in (False, True):
+        if straddle:  # the last frames reach behind the camera, the rod pointing at it: the box ends at near-plane cuts
+            obj_to_cam[9:, :3, :3] = np.eye(3)
+            obj_to_cam[9:, :3, 3] = [0.0, 0.0, 0.6]
+        cases = [(local, edges, [edges] * n_frames), (list(local), [edges] * n_frames, [edges] * n_frames),
+                 (changing, changing_edges, changing_edges), (list(local), rewired, rewired),
+                 (list(local), more_edges, more_edges)]
+        for vertices, geo_edges, ref_edges in cases:
+            geo = _Geometry(vertices, geo_edges)
+            boxes, valid = deforming_boxes(obj_to_cam, geo, K, width, height, near)
+            ref_boxes, ref_valid = per_frame(vertices, ref_edges)
+            np.testing.assert_array_equal(valid, ref_valid)
+            np.testing.assert_allclose(boxes, ref_boxes, atol=2e-3)
+            if vertices is local:
+                assert (geo.edge_reads > 0) == straddle  # fixed topology: edges only for near-plane clipping
+        assert valid.all()
+        if straddle:  # the clipping is what sets these boxes: other edges give other boxes
+            assert np.abs(per_frame(local, rewired)[0][9:] - per_frame(local, [edges] * n_frames)[0][9:]).max() > 1.0
 
 
 @pytest.mark.parametrize("fit", ["AUTO", "HORIZONTAL", "VERTICAL"])
