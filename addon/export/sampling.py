@@ -94,17 +94,23 @@ _DEFORM_ONLY = frozenset({
 })
 
 
+def _frame_handlers():
+    """True when a frame-change handler runs: a script could then swap or edit mesh data at any frame (stop-motion
+    rigs do), so no geometry is taken as fixed."""
+    return bool(bpy.app.handlers.frame_change_pre or bpy.app.handlers.frame_change_post)
+
+
 def keeps_topology(obj):
     """True for a mesh object whose evaluated mesh has the vertices and edges of its mesh data at every frame, only
-    moved (deform-only modifiers, shape keys, armatures, animated vertex coordinates)."""
-    return obj.type == "MESH" and all(mod.type in _DEFORM_ONLY for mod in obj.modifiers)
+    moved (deform-only modifiers, shape keys, armatures, animated vertex coordinates) and no frame-change handler."""
+    return obj.type == "MESH" and all(mod.type in _DEFORM_ONLY for mod in obj.modifiers) and not _frame_handlers()
 
 
 def is_rigid(obj):
-    """True when the object's evaluated geometry is its mesh data as is: no modifiers, no shape keys and no animated
-    mesh data (keyed vertex coordinates, drivers)."""
+    """True when the object's evaluated geometry is its mesh data as is at every frame: no modifiers, no shape keys,
+    no animated mesh data (keyed vertex coordinates, drivers) and no frame-change handler."""
     return (obj.type == "MESH" and not obj.modifiers and obj.data.shape_keys is None
-            and obj.data.animation_data is None)
+            and obj.data.animation_data is None and not _frame_handlers())
 
 
 # Mesh data are read from the generic attributes ``position`` and ``.edge_verts`` (4.0+ storage): ``foreach_get`` on
@@ -349,8 +355,7 @@ def _fixed_camera(scene, camera):
     perspective, as the loop would.
     """
     cam = camera or scene.camera
-    if (cam is None or cam.type != "CAMERA" or cam.data.animation_data is not None
-            or bpy.app.handlers.frame_change_pre or bpy.app.handlers.frame_change_post
+    if (cam is None or cam.type != "CAMERA" or cam.data.animation_data is not None or _frame_handlers()
             or (camera is None and any(marker.camera is not None for marker in scene.timeline_markers))):
         return None
     check_perspective(cam)

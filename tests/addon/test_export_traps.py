@@ -219,6 +219,101 @@ def test_entity_straddling_the_camera_clips_at_the_near_plane(small_shot):
     np.testing.assert_allclose(arrays["box_2d"][0, j], box[0], atol=1e-3)
 
 
+def test_mesh_swapped_by_a_frame_change_handler(small_shot):
+    """Stop-motion rigs swap an object's mesh data at every frame from a handler: the boxes follow the swapped mesh,
+    although the object has no modifiers and its own mesh has no animation."""
+    import bpy
+    from mathutils import Matrix
+
+    cube = bpy.data.objects["Cube"]
+    cube.animation_data_clear()
+    small, big = cube.data, cube.data.copy()
+    big.transform(Matrix.Diagonal((3.0, 3.0, 3.0, 1.0)))
+
+    def swap(scene, _depsgraph=None):
+        scene.objects["Cube"].data = big if scene.frame_current % 2 else small
+
+    bpy.app.handlers.frame_change_pre.append(swap)
+    try:
+        meta, arrays, _ = _export(small_shot)
+        check_against_blender(small_shot, meta, arrays, box_frames=(0, 1, 2))
+    finally:
+        bpy.app.handlers.frame_change_pre.remove(swap)
+    j = [e["name"] for e in meta["entities"]].index("Cube")
+    width = arrays["box_2d"][:, j, 2] - arrays["box_2d"][:, j, 0]
+    assert width[0] > 2 * width[1]  # frame 1 shows the big mesh, frame 2 the small one
+
+
+def test_build_modifier_changes_topology_over_the_frames(small_shot):
+    """A Build modifier adds faces frame by frame: each frame's box is that of its own evaluated geometry."""
+    import bpy
+
+    sphere = bpy.data.objects["Sphere"]
+    build = sphere.modifiers.new("Build", "BUILD")
+    build.frame_start, build.frame_duration = 1, 8
+    counts = []
+    for frame in (2, 5, 9):
+        small_shot.frame_set(frame)
+        counts.append(len(evaluated_world_vertices(sphere)))
+    assert len(set(counts)) == 3  # the topology really changes
+    meta, arrays, _ = _export(small_shot)
+    check_against_blender(small_shot, meta, arrays, box_frames=(1, 4, -1))
+
+
+def test_unforeseen_topology_change_falls_back_frame_by_frame(small_shot, monkeypatch):
+    """Should a modifier taken to only deform change the vertex count after all (simulated with Build), the frames
+    read so far are kept and the rest are read whole, frame by frame."""
+    import bpy
+
+    from addon.export import sampling
+
+    monkeypatch.setattr(sampling, "_DEFORM_ONLY", sampling._DEFORM_ONLY | {"BUILD"})
+    sphere = bpy.data.objects["Sphere"]
+    build = sphere.modifiers.new("Build", "BUILD")
+    build.frame_start, build.frame_duration = 4, 10  # whole until frame 4, then faces go
+    build.use_reverse = True
+    meta, arrays, _ = _export(small_shot)
+    check_against_blender(small_shot, meta, arrays, box_frames=(0, 2, 5, -1))
+    small_shot.frame_set(9)
+    assert len(evaluated_world_vertices(sphere)) < len(sphere.data.vertices)
+
+
+def test_deforming_entity_straddling_the_camera_clips_at_the_near_plane(small_shot):
+    """A bent bar (Simple Deform: positions move, topology stays) reaching from behind the camera: its box comes from
+    its mesh edges crossing the near plane, checked against the same clipping fed with Blender's evaluated vertices
+    and edges."""
+    import bpy
+    from mathutils import Matrix
+
+    from addon.export.geometry import tight_boxes
+
+    wall = add_mesh("cube", bpy.data.collections["TrajPlate"], "Wall", size=1.0, location=(1.0, -9.5, 3.0))
+    wall.data.transform(Matrix.Diagonal((0.2, 9.0, 0.2, 1.0)))  # y from -14 to -5: it reaches behind the camera
+    bend = wall.modifiers.new("Bend", "SIMPLE_DEFORM")
+    bend.deform_method, bend.deform_axis = "BEND", "Z"
+    bend.angle = 0.0
+    bend.keyframe_insert("angle", frame=1)
+    bend.angle = math.radians(40)
+    bend.keyframe_insert("angle", frame=9)
+    meta, arrays, _ = _export(small_shot)
+    j = [e["name"] for e in meta["entities"]].index("Wall")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for f in (0, len(arrays["frame_numbers"]) - 1):
+        small_shot.frame_set(int(arrays["frame_numbers"][f]))
+        mesh = wall.evaluated_get(depsgraph).to_mesh()
+        local = np.array([v.co for v in mesh.vertices])
+        edges = np.array([e.vertices[:] for e in mesh.edges])
+        wall.evaluated_get(depsgraph).to_mesh_clear()
+        world = np.array(wall.matrix_world)
+        w2c, K = arrays["camera_w2c_opencv"][f], arrays["intrinsics"][f]
+        cam = (local @ world[:3, :3].T + world[:3, 3]) @ w2c[:3, :3].T + w2c[:3, 3]
+        assert (cam[:, 2] < meta["camera_settings"]["clip_start"]).any() and (cam[:, 2] > 1.0).any()
+        box, ok = tight_boxes(cam[None], K[None], *meta["resolution"], meta["camera_settings"]["clip_start"], edges)
+        assert ok[0] and arrays["box_2d_valid"][f, j]
+        np.testing.assert_allclose(arrays["box_2d"][f, j], box[0], atol=1e-3)
+    assert np.abs(arrays["box_2d"][-1, j] - arrays["box_2d"][0, j]).max() > 1.0  # the bend moves the box
+
+
 def test_entity_behind_another_flips_visibility(small_shot):
     meta, arrays, _ = _export(small_shot)
     names = [e["name"] for e in meta["entities"]]
