@@ -32,9 +32,9 @@ def project(K, points_cam):
 def tight_boxes(points_cam, K, width, height, near, edges=None):
     """Tight 2D boxes of geometry in front of the near plane, clipped to the image.
 
-    points_cam: (F, V, 3) float64 vertices in OpenCV camera space (any length unit, same as ``near``);
-    K: (F, 3, 3) float64 (positive focal lengths); width, height: image size in pixels; near: the near-plane distance (camera clip start),
-    a scalar or (F,);
+    points_cam: (F, V, 3) float64 (or float32) vertices in OpenCV camera space (any length unit, same as ``near``);
+    K: (F, 3, 3) float64 with positive focal lengths; width, height: image size in pixels; near: the near-plane
+    distance (camera clip start), a scalar or (F,);
     edges: optional (E, 2) int vertex indices. Where an edge crosses the near plane, its crossing point joins the
     vertices in front, so geometry straddling the camera gives the exact box of its visible part, not of its vertices.
     Returns boxes (F, 4) float64 ``x0, y0, x1, y1`` in pixels (zeros where invalid) and valid (F,) bool: some of the
