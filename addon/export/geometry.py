@@ -101,7 +101,8 @@ def deforming_boxes(obj_to_cam, geometry, K, width, height, near):
     n_frames = len(obj_to_cam)
     fixed = isinstance(vertices, np.ndarray)
     boxes, valid = np.zeros((n_frames, 4)), np.zeros(n_frames, dtype=bool)
-    step = max(1, _CHUNK_BYTES // (12 * max((len(v) for v in vertices), default=1)))
+    widest = vertices.shape[1] if fixed else max((len(v) for v in vertices), default=0)
+    step = max(1, _CHUNK_BYTES // (12 * max(1, widest)))
     for start in range(0, n_frames, step):
         frames = range(start, min(start + step, n_frames))
         if fixed or _same_topology(vertices, geometry.edges, frames):

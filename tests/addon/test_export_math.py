@@ -180,6 +180,9 @@ def test_deforming_boxes_match_frame_by_frame(monkeypatch, chunk_bytes):
             if vertices is local:
                 assert (geo.edge_reads > 0) == straddle  # fixed topology: edges only for near-plane clipping
         assert valid.all()
+        empty = _Geometry(np.zeros((n_frames, 0, 3), np.float32), np.zeros((0, 2), int))  # a mesh with no vertices
+        boxes, valid = deforming_boxes(obj_to_cam, empty, K, width, height, near)
+        assert not valid.any() and not boxes.any()
         if straddle:  # the clipping is what sets these boxes: other edges give other boxes
             assert np.abs(per_frame(local, rewired)[0][9:] - per_frame(local, [edges] * n_frames)[0][9:]).max() > 1.0
 
