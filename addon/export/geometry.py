@@ -89,7 +89,8 @@ _CHUNK_BYTES = 16 << 20
 def deforming_boxes(obj_to_cam, geometry, K, width, height, near):
     """:func:`tight_boxes` of one entity whose geometry changes over the frames (armatures, modifiers, shape keys).
 
-    obj_to_cam: (F, 4, 4) float64 object-to-OpenCV-camera matrices; K (F, 3, 3); near: (F,). ``geometry`` as the frame
+    obj_to_cam: (F, 4, 4) float64 object-to-OpenCV-camera matrices (Blender units, as ``near``); K (F, 3, 3) in
+    pixels; width, height: image size in pixels; near: (F,) near-plane distances. ``geometry`` as the frame
     loop read it (a :class:`.sampling.Geometry`): ``vertices`` (F, V, 3) float32 with ``edges`` (E, 2) int when only
     positions move, or F per-frame (V_f, 3) arrays with F per-frame (E_f, 2) edges; ``edges`` is read only where some
     vertex lies behind the near plane. Returns boxes (F, 4) float64 and valid (F,) bool.

@@ -2,9 +2,11 @@
 
 One ``scene.frame_set`` per frame (the full depsgraph: parents, constraints, drivers, NLA, bones), then bulk reads:
 every object's world matrix in one ``foreach_get``, the camera's settings (once, when nothing can change them:
-:func:`_fixed_camera`), and the evaluated vertices of entities
-whose geometry can change (modifiers, shape keys, non-mesh geometry). Rigid meshes are read once: their world
-vertices are the per-frame world matrix times fixed local vertices, which the export vectorises afterwards.
+:func:`_fixed_camera`), and the evaluated geometry of entities whose geometry can change. Rigid meshes
+(:func:`is_rigid`) are read once: their world vertices are the per-frame world matrix times fixed local vertices,
+which the export vectorises afterwards. Meshes whose modifiers only deform (:func:`keeps_topology`) keep their
+topology, so only their evaluated positions are read per frame; anything else (Geometry Nodes, Build, curves...) is
+read whole, vertices and edges, per frame. While a frame-change handler runs, no geometry is taken as fixed.
 Everything here is in Blender units; the caller converts to metres.
 """
 
