@@ -200,7 +200,7 @@ def rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, near):
     Returns boxes (F, N, 4) and valid (F, N) bool. When every vertex of an entity is in front of the near plane (the
     common case) its box corners are ``f * min(x / z) + c`` and ``f * max(x / z) + c`` (f > 0, so those are the min
     and max of the projections) over all frames and entities in a few float32 array passes: Blender's own vertex and
-    matrix precision, within 1e-4 px of the float64 :func:`tight_boxes` at 1000 px and half the memory traffic. An
+    matrix precision, within ~1e-4 px of the float64 :func:`tight_boxes` at 1000 px and half the memory traffic. An
     entity reaching behind the near plane goes through :func:`tight_boxes` in float64 with its edges.
     """
     n_frames, n_ent = obj_to_cam.shape[:2]
@@ -235,14 +235,15 @@ def rigid_boxes(obj_to_cam, stack, edges_of, K, width, height, near):
             z[:, start:stop] = 1.0  # keeps the shared division below finite; this entity's result is not used
         if not np.logical_or.reduce(fast):
             return boxes, valid
+    # (2, F, V): x / z, y / z, in place (a fresh buffer costs more in cache misses). A reciprocal and a product run
+    # 3x faster than NumPy's float32 division here (within 2 ulp).
     ray = cam[:2]
-    ray /= z  # (2, F, V): x / z, y / z, in place (a fresh buffer costs more in cache misses than the division)
+    ray *= np.reciprocal(z)
     extremes = np.empty((2, 2, n_frames, len(filled)), dtype=np.float32)  # (min / max, x / y, F, R)
     stack.segment_min(ray, out=extremes[0])  # into float32: a float64 ``out`` makes reduceat cast element-wise (2x)
     stack.segment_max(ray, out=extremes[1])
-    corners = extremes.astype(np.float64)
     fc = K[:, _FC_ROW, _FC_COL].T[:, :, None]  # (4, F, 1): fx, fy, cx, cy
-    corners *= fc[:2]
+    corners = extremes * fc[:2]  # float64 from here on
     corners += fc[2:]
     np.maximum(corners, 0.0, out=corners)  # np.clip costs 5x these two
     np.minimum(corners, np.array([width, height], dtype=np.float64)[:, None, None], out=corners)
