@@ -50,11 +50,8 @@ def loop(registered_addon):
             bpy.context.preferences.addons.remove(entry)
 
 
-def drive(loop, until, timeout=60.0, record=None):
-    """Call the session tick (what the timer does in the GUI) until ``until()`` or ``timeout`` s.
-
-    ``record``: a list that receives each tick's duration in seconds.
-    """
+def drive(loop, until, timeout=60.0):
+    """Call the session tick (what the timer does in the GUI) until ``until()`` or ``timeout`` s."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -62,10 +59,7 @@ def drive(loop, until, timeout=60.0, record=None):
         if time.monotonic() > deadline:
             states = [(j.label, j.state, j.error) for j in loop.session.manager.jobs]
             raise AssertionError(f"timed out after {timeout} s; jobs: {states}")
-        t0 = time.perf_counter()
         loop.session.tick()
-        if record is not None:
-            record.append(time.perf_counter() - t0)
         time.sleep(0.01)
 
 

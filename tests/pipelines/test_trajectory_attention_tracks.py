@@ -6,7 +6,6 @@ The exported bundle (``shot_bundle``) is checked through a second route: entity 
 (``entity_cam_opencv``) and Blender-axis cameras (``camera_c2w_blender``).
 """
 
-import time
 
 import numpy as np
 import pytest
@@ -222,12 +221,9 @@ def bundle_shot(shot_bundle):
 
 def test_exported_bundle_tracks_follow_entities_and_cameras(bundle_shot):
     shot = bundle_shot
-    started = time.perf_counter()
     tracks, shot_frames = cond.shot_tracks(shot)
-    elapsed = time.perf_counter() - started
     assert tracks.coords.shape == (25, 36864, 2) and tracks.valid.shape == (25, 36864)
     assert shot_frames[0] == shot.frame_numbers[0] and shot_frames[-1] == shot.frame_numbers[-1]
-    assert elapsed < 5.0  # generous; the budgeted figure is in bench/trajectory_attention.py
     index = cond.time_map(shot.time_s, 25)
     scale = np.array([shot.width / 1024, shot.height / 576])
     start = tracks.coords[0].astype(np.float64) * scale
