@@ -2,8 +2,9 @@
 
     python bench/export_ab.py [--base HEAD] [--rounds 400] [--frames 49]
 
-Why paired: this machine's speed drifts by ±5 % between runs of ``bench/export.py`` (its ratio to the bare loop moved
-between 1.9 and 2.1 within an hour with no code change), which hides any single change under ~100 µs. Here each round
+Why paired: this machine's speed drifts by ±5 % between runs of ``bench/export.py`` (its median ratio to the bare loop
+went from 1.92 to 2.09 within an hour, across a change that made the export faster), which hides any single change
+under ~100 µs. Here each round
 runs a bare ``frame_set`` loop before each of the two exports (so both start from the same cache state: evicted by
 the loop, as in a real export), in alternating order, and the figure is the median of the per-round ratios
 ``tree / base``, with a bootstrap 95 % interval. Two copies of the same tree (``--base`` at the working tree's own
@@ -69,9 +70,10 @@ def main():
             return lambda: exp._arrays(scene, frames, smp.sample(scene, frames, entities), rendered, [], metas)
 
         runs = {"base": numeric(base_exporter, base_sampling), "tree": numeric(exporter, sampling)}
-        base_arrays, tree_arrays = (exp._arrays(scene, frames, smp.sample(scene, frames, entities), rendered, [], metas)
-                                    for exp, smp in ((base_exporter, base_sampling), (exporter, sampling)))
-        differ = sorted(k for k in base_arrays if base_arrays[k].shape != tree_arrays.get(k, base_arrays[k]).shape
+        base_arrays, tree_arrays = runs["base"](), runs["tree"]()
+        differ = sorted(k for k in base_arrays.keys() | tree_arrays.keys()
+                        if k not in base_arrays or k not in tree_arrays
+                        or base_arrays[k].shape != tree_arrays[k].shape
                         or not np.allclose(base_arrays[k], tree_arrays[k], atol=1e-3))
         frame_list = frames.tolist()
         pairs, loops, ratios = [], [], {"base": [], "tree": []}
@@ -101,7 +103,7 @@ def main():
     print(f"tree / base: median {median(pairs):.4f} (95 % interval {low:.4f}-{high:.4f}; quartiles {q1:.3f}-{q3:.3f}), "
           f"about {(median(pairs) - 1) * base_ms * 1e3:+.0f} us per export")
     if differ:
-        print(f"arrays that differ by more than 1e-3: {', '.join(differ)}")
+        print(f"arrays missing on one side or differing by more than 1e-3: {', '.join(differ)}")
 
 
 if __name__ == "__main__":

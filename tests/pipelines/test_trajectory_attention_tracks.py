@@ -6,7 +6,6 @@ The exported bundle (``shot_bundle``) is checked through a second route: entity 
 (``entity_cam_opencv``) and Blender-axis cameras (``camera_c2w_blender``).
 """
 
-
 import numpy as np
 import pytest
 from trajplate.conditioning import trajectory_attention as cond
