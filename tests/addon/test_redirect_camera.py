@@ -56,7 +56,8 @@ def _with_backend(loop, url):
     loop.prefs_obj.backend_url = url
     loop.session.refresh_backend(loop.session.client())
     loop.drive(lambda: not loop.session.backend()["busy"], timeout=30)
-    assert loop.session.backend()["health"], loop.session.backend()["error"]
+    state = loop.session.backend()
+    assert state["health"] and not state["error"], state["error"]  # health and the pipeline list both answered
 
 
 def test_redirect_camera_equals_the_shot_camera_export(loop):

@@ -8,7 +8,10 @@ Routes (all under ``/v1``, documented in docs/api.md; the OpenAPI document is ch
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +30,7 @@ from ..jobs.runner import BUNDLE, LOG, METADATA, PARAMS, VIDEO
 from ..jobs.service import JobService, JobView, QueueFull
 from ..jobs.store import TERMINAL, JobRecord, JobStore
 from ..params import GenerateParams
+from ..presets import PresetError
 from ..shot import BundleError, load_shot
 from ..tiny import is_built
 from ..weights import weights_status
@@ -41,6 +45,9 @@ from .validation import (
     parse_params,
     parse_priority,
 )
+
+# uvicorn's own server logger: its lines reach the `trajplate serve` output (the add-on's log panel) at --log-level.
+log = logging.getLogger("uvicorn.error")
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="job id (32 hex digits)")]
 
@@ -116,6 +123,26 @@ def pipeline_infos() -> list[PipelineInfo]:
     return infos
 
 
+def load_catalog() -> list[PipelineInfo]:
+    """Import every pipeline package once and log what is installed; returns :func:`pipeline_infos` ([] when a
+    preset file is broken: that error is logged here and answered by ``GET /v1/pipelines``, not fatal).
+
+    Run at startup, before the port opens: the packages import torch and diffusers, about 8 s on a 2-core machine,
+    and a lazy first ``GET /v1/pipelines`` then outlived the add-on's 10 s request timeout.
+    """
+    start = time.perf_counter()
+    try:
+        infos = pipeline_infos()
+    except PresetError as exc:
+        log.error("pipeline catalog: %s", exc)
+        return []
+    broken = [f"{i.id} ({i.unavailable_reason})" for i in infos if not i.implemented]
+    log.info("pipeline catalog loaded in %.1f s: %s%s", time.perf_counter() - start,
+             ", ".join(i.id for i in infos if i.implemented) or "none installed",
+             f"; not usable: {', '.join(broken)}" if broken else "")
+    return infos
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -138,6 +165,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         service.start()
         app.state.service = service
         try:
+            await asyncio.to_thread(load_catalog)  # while the workers start; see load_catalog for why
             yield
         finally:
             service.shutdown()
