@@ -154,6 +154,7 @@ class EmbeddedExecutor(Executor):
                 worker.process.join()
             worker.tasks.close()
             worker.events.close()
+            worker.cancel = None  # its 5 named semaphores are unlinked now, not reported leaked at exit
         if self._reader is not None:
             self._reader.join(timeout=5)
 
