@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from support.pipelines import PRESET, service_env
+from support.pipelines import PRESET, free_port, service_env
 from trajplate.video import read_mp4
 
 
@@ -66,3 +66,15 @@ def test_download_without_network_fails_clearly(tmp_path):
     assert "not reachable" in out.stderr and "alibaba-pai/CogVideoX-Fun-V1.1-5b-InP" in out.stderr
     unknown = trajplate("download", "nope", env=offline)
     assert unknown.returncode == 1 and "valid:" in unknown.stderr
+
+
+def test_serve_refuses_a_broken_preset_naming_file_and_field(tmp_path):
+    """A typo in a preset is a setup error: `trajplate serve` exits 2 naming the file and field, before any port."""
+    folder = tmp_path / "presets" / "pipelines"
+    folder.mkdir(parents=True)
+    (folder / "magicmotion.toml").write_text('id = "magicmotion"\nname = "MagicMotion"\n')
+    out = trajplate("serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()),
+                    env=service_env(TRAJPLATE_PRESETS=str(tmp_path / "presets"), TRAJPLATE_PLUGINS=""), timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "trajplate serve: preset folder" in out.stderr and "magicmotion.toml: field '" in out.stderr
+    assert "Traceback" not in out.stderr

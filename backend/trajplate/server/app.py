@@ -30,11 +30,11 @@ from ..jobs.runner import BUNDLE, LOG, METADATA, PARAMS, VIDEO
 from ..jobs.service import JobService, JobView, QueueFull
 from ..jobs.store import TERMINAL, JobRecord, JobStore
 from ..params import GenerateParams
-from ..presets import PresetError
+from ..presets import PresetError, load_presets, presets_dir
 from ..shot import BundleError, load_shot
 from ..tiny import is_built
 from ..weights import weights_status
-from .config import ServerConfig, is_loopback_host
+from .config import ConfigError, ServerConfig, is_loopback_host
 from .security import GuardMiddleware
 from .uploads import UploadError, discard, receive_upload
 from .validation import (
@@ -125,7 +125,8 @@ def pipeline_infos() -> list[PipelineInfo]:
 
 def load_catalog() -> list[PipelineInfo]:
     """Import every pipeline package once and log what is installed; returns :func:`pipeline_infos` ([] when a
-    preset file is broken: that error is logged here and answered by ``GET /v1/pipelines``, not fatal).
+    plugin's preset is broken: logged here and answered by ``GET /v1/pipelines``; built-in presets are checked by
+    :func:`create_app`).
 
     Run at startup, before the port opens: the packages import torch and diffusers, about 8 s on a 2-core machine,
     and a lazy first ``GET /v1/pipelines`` then outlived the add-on's 10 s request timeout.
@@ -149,8 +150,16 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def create_app(config: ServerConfig) -> FastAPI:
     """The app for ``config`` (validated here). The service starts in the app's lifespan: it takes the data dir's
-    lock (one server per data dir), recovers interrupted jobs and starts the executor; shutdown stops workers."""
+    lock (one server per data dir), recovers interrupted jobs and starts the executor; shutdown stops workers.
+
+    Raises :class:`ConfigError` for bad settings and for a broken preset file (presets are read once per process,
+    so a server started with one would answer every ``GET /v1/pipelines`` with a 500 until restarted)."""
     config.validate()
+    try:
+        load_presets()
+    except PresetError as exc:
+        raise ConfigError(f"preset folder {presets_dir()}: {exc}. Fix: correct that file (or point "
+                          "$TRAJPLATE_PRESETS at a valid folder) and start again") from exc
     config.data_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
