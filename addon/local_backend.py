@@ -60,6 +60,17 @@ class LocalBackend:
                 self.proc.wait()
         self.proc = None
 
+    def why_stopped(self, proc: subprocess.Popen) -> str | None:
+        """None while ``proc`` (what :meth:`start` launched) runs; else one line for the panel: stopped from here, or
+        exited on its own, with its exit code and the last line of its log (``trajplate serve`` prints why there)."""
+        if proc is not self.proc:
+            return "Local backend stopped"
+        code = proc.poll()
+        if code is None:
+            return None
+        last = next((line.strip() for line in reversed(self.tail(20).splitlines()) if line.strip()), "")
+        return f"Local backend exited (code {code}): {last[:200]} (full log: Local Backend ▸ Log)"
+
     def tail(self, lines: int = 200) -> str:
         """The last ``lines`` lines of the log ('' before the first start)."""
         if self.log_path is None or not self.log_path.exists():

@@ -107,9 +107,12 @@ class TRAJPLATE_OT_local_backend(bpy.types.Operator):
                 self.report({"ERROR"}, f"Local backend: {exc}")
                 return {"CANCELLED"}
             p.backend_url = local.url(p.local_port)
+            proc = local.proc
+            session.refresh_backend(session.client(context), starting=lambda: local.why_stopped(proc))
             self.report({"INFO"}, f"Local backend starting on {p.backend_url}; log: {log}")
         elif self.action == "STOP":
             local.stop()
+            session.refresh_backend(session.client(context))  # the panel must not go on saying "Connected"
             self.report({"INFO"}, "Local backend stopped")
         else:
             text = show_log()

@@ -8,7 +8,9 @@ swaps a plain dict (``backend``); the panel reads it.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -24,9 +26,12 @@ from ..jobs import Job, JobManager
 TICK_ACTIVE_S = 0.1
 TICK_IDLE_S = 1.0
 REDRAW_AREAS = ("VIEW_3D", "SEQUENCE_EDITOR")
+STARTUP_POLL_S = 0.5
+STARTUP_WAIT_S = 300.0  # a cold start imports torch and diffusers; minutes on a slow disk
 
-# The backend's last answers: {"url", "health" | None, "pipelines" [...], "error" "", "busy" bool}. The refresh
-# thread replaces the whole dict (one assignment), so the panel never sees half an update.
+# The backend's last answers: {"url", "health" | None, "pipelines" [...], "error" "", "busy" bool, "starting" bool
+# (waiting for a local backend to open its port)}. The refresh thread replaces the whole dict (one assignment), so
+# the panel never sees half an update.
 _backend = {"state": {"url": "", "health": None, "pipelines": [], "error": "", "busy": False}}
 _changed = threading.Event()
 
@@ -53,20 +58,34 @@ def pipeline_info(pipeline_id: str) -> dict | None:
     return next((p for p in backend()["pipelines"] if p.get("id") == pipeline_id), None)
 
 
-def refresh_backend(c: Client) -> None:
-    """Fetch health and pipelines in a thread; the panel shows the result at the next tick."""
+def refresh_backend(c: Client, starting: Callable[[], str | None] | None = None,
+                    wait_s: float = STARTUP_WAIT_S) -> None:
+    """Fetch health and pipelines in a thread; the panel shows the result at the next tick.
+
+    ``starting``: for a local backend just launched. It returns None while the process runs, else why it stopped
+    (one line). While it runs, an unreachable backend is asked again every ``STARTUP_POLL_S`` for up to ``wait_s``:
+    ``trajplate serve`` opens its port only after importing every pipeline package (torch, diffusers).
+    """
     def fetch():
         state = {"url": c.base_url, "health": None, "pipelines": backend()["pipelines"], "error": "", "busy": False}
-        try:
-            state["health"] = c.health()
-            state["pipelines"] = c.pipelines()
-        except BackendError as exc:
-            print(f"TrajPlate: {exc.detail}")
-            state["error"] = exc.line
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                state["health"] = c.health()
+                state["pipelines"] = c.pipelines()
+                break
+            except BackendError as exc:
+                stopped = starting() if starting is not None else None
+                if starting is not None and exc.status is None and stopped is None and time.monotonic() < deadline:
+                    time.sleep(STARTUP_POLL_S)
+                    continue
+                print(f"TrajPlate: {exc.detail}")
+                state["error"] = stopped or exc.line
+                break
         _backend["state"] = state
         _changed.set()
 
-    _backend["state"] = {**backend(), "busy": True}
+    _backend["state"] = {**backend(), "busy": True, "starting": starting is not None}
     threading.Thread(target=fetch, name="trajplate-refresh", daemon=True).start()
 
 

@@ -30,7 +30,7 @@ def draw_backend(layout, context):
     row = layout.row(align=True)
     health = state["health"] if state["url"] == p.backend_url.rstrip("/") else None
     if state["busy"]:
-        row.label(text="Connecting…", icon="SORTTIME")
+        row.label(text="Starting local backend…" if state.get("starting") else "Connecting…", icon="SORTTIME")
     elif health:
         gpu = health.get("gpu") or "no GPU"
         row.label(text=f"Connected · v{health.get('version', '?')} · {gpu}", icon="LINKED")
