@@ -6,6 +6,8 @@ by one function and registered once per editor.
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
 from .. import prefs, sequencer
@@ -15,6 +17,18 @@ from ..operators import generate, session
 from ..operators.backend import local
 
 JOB_ICONS = {"succeeded": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}
+CHAR_PX = 7.0  # average width of a UI-font character at scale 1 (Blender's default font, 11 pt)
+
+
+def wrapped_label(layout, context, text: str, icon: str) -> None:
+    """``text`` as labels wrapped to the region's width: Blender cuts a long label in its middle, and the end of an
+    error line is where the reason and the fix are (no break at hyphens: `--max-queue` stays whole)."""
+    region = getattr(context, "region", None)
+    scale = context.preferences.system.ui_scale if context.preferences else 1.0
+    chars = max(16, int((region.width - 40) / (CHAR_PX * scale))) if region else 60
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, chars, break_on_hyphens=False) or [""]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 def entities(scene) -> tuple[list, bool]:
@@ -42,10 +56,10 @@ def draw_backend(layout, context):
     if health:
         col.label(text=f"Queue: {health.get('queue_length', 0)} · executor {health.get('executor', '?')}")
     if state["error"]:
-        col.label(text=state["error"], icon="ERROR")
+        wrapped_label(col, context, state["error"], "ERROR")
     block = session.network_block(p.backend_url)
     if block:
-        col.label(text=block, icon="INTERNET_OFFLINE")
+        wrapped_label(col, context, block, "INTERNET_OFFLINE")
     row = layout.row(align=True)
     if local.running:
         row.operator("trajplate.local_backend", text="Stop Local Backend", icon="PAUSE").action = "STOP"
@@ -172,10 +186,10 @@ def draw_generate(layout, context):
     row.scale_y = 1.4
     row.operator("trajplate.generate", icon="RENDER_ANIMATION")
     row.operator("trajplate.cancel_job", text="Cancel", icon="CANCEL").job_id = ""
-    draw_jobs(layout)
+    draw_jobs(layout, context)
 
 
-def draw_jobs(layout):
+def draw_jobs(layout, context):
     jobs = session.manager.jobs
     if not jobs:
         return
@@ -191,7 +205,7 @@ def draw_jobs(layout):
         if job.active:
             box.progress(factor=job.fraction, text=job.status_line)
         elif job.state == "failed":
-            box.label(text=job.error, icon="ERROR")
+            wrapped_label(box, context, job.error, "ERROR")
         elif job.strip:
             box.label(text=job.strip, icon="SEQUENCE")
     col.operator("trajplate.clear_jobs", icon="TRASH")

@@ -123,3 +123,24 @@ def test_panels_draw_a_shot_with_jobs_and_a_take(loop, tmp_path):
     assert ("operator", "trajplate.select_take") in calls and ("label", "objmc_px 2") in calls
     assert ("label", "Made with tiny test weights") in calls
     assert not [c for c in calls if c == ("label", "No takes yet")]
+
+
+def test_a_long_error_is_drawn_whole_on_several_lines(loop):
+    """Blender cuts a long label in its middle; the reason at the end of an error line must stay readable."""
+    import bpy
+
+    error = ("Local backend exited (code 2): trajplate serve: --max-upload-mb and --max-queue must be positive "
+             "(full log: Local Backend ▸ Log)")
+    before = loop.session.backend()
+    loop.session._backend["state"] = {**before, "error": error}
+    try:
+        calls = []
+        loop.panels.draw_backend(CheckedLayout(calls), bpy.context)
+    finally:
+        loop.session._backend["state"] = before
+    labels = [text for kind, text in calls if kind == "label"]
+    lines = labels[next(i for i, text in enumerate(labels) if text.startswith("Local backend exited")):]
+    while len(" ".join(lines)) > len(error):
+        lines.pop()
+    assert " ".join(lines) == error and len(lines) > 1
+    assert max(map(len, lines)) < len(error) // 2 + 10  # wrapped to the sidebar, not one long label
