@@ -76,11 +76,15 @@ def refresh_backend(c: Client, starting: Callable[[], str | None] | None = None,
                 break
             except BackendError as exc:
                 stopped = starting() if starting is not None else None
-                if starting is not None and exc.status is None and stopped is None and time.monotonic() < deadline:
+                if starting is None or stopped or exc.status is not None:
+                    state["error"] = stopped or exc.line
+                elif time.monotonic() < deadline:
                     time.sleep(STARTUP_POLL_S)
                     continue
+                else:
+                    state["error"] = (f"Local backend still starting after {wait_s:g} s (port not open): see "
+                                      "Local Backend ▸ Log, or refresh later")
                 print(f"TrajPlate: {exc.detail}")
-                state["error"] = stopped or exc.line
                 break
         _backend["state"] = state
         _changed.set()

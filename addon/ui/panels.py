@@ -25,7 +25,7 @@ def wrapped_label(layout, context, text: str, icon: str) -> None:
     error line is where the reason and the fix are (no break at hyphens: `--max-queue` stays whole)."""
     region = getattr(context, "region", None)
     scale = context.preferences.system.ui_scale if context.preferences else 1.0
-    chars = max(16, int((region.width - 40) / (CHAR_PX * scale))) if region else 60
+    chars = max(16, int((region.width - 40) / (CHAR_PX * scale))) if region else 60  # 40 px: icon and margins
     col = layout.column(align=True)
     for i, line in enumerate(textwrap.wrap(text, chars, break_on_hyphens=False) or [""]):
         col.label(text=line, icon=icon if i == 0 else "BLANK1")

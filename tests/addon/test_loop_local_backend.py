@@ -65,3 +65,12 @@ def test_a_backend_that_exits_at_startup_is_reported_with_its_reason(loop, local
     assert state["health"] is None and not loop.backend.local.running
     assert state["error"].startswith("Local backend exited (code 2): trajplate serve: --max-upload-mb and "
                                      "--max-queue must be positive"), state["error"]
+
+
+def test_a_backend_that_never_opens_its_port_is_given_up_on(loop):
+    """The wait is bounded: a live process whose port stays closed ends with a line saying so, not a hang."""
+    client = loop.client.Client(f"http://127.0.0.1:{loop.free_port()}", timeout=1)
+    loop.session.refresh_backend(client, starting=lambda: None, wait_s=1.0)
+    assert loop.session.backend()["starting"]
+    loop.drive(lambda: not loop.session.backend()["busy"], timeout=30)
+    assert loop.session.backend()["error"].startswith("Local backend still starting after 1 s (port not open)")

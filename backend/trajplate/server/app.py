@@ -123,10 +123,10 @@ def pipeline_infos() -> list[PipelineInfo]:
     return infos
 
 
-def load_catalog() -> list[PipelineInfo]:
-    """Import every pipeline package once and log what is installed; returns :func:`pipeline_infos` ([] when a
-    plugin's preset is broken: logged here and answered by ``GET /v1/pipelines``; built-in presets are checked by
-    :func:`create_app`).
+def load_catalog() -> None:
+    """Import every pipeline package once (:func:`pipeline_infos`) and log what is installed. A broken plugin preset
+    is logged here and not fatal (``GET /v1/pipelines`` then answers 500 until it is fixed); a broken built-in
+    preset never gets here, :func:`create_app` refuses it.
 
     Run at startup, before the port opens: the packages import torch and diffusers, about 8 s on a 2-core machine,
     and a lazy first ``GET /v1/pipelines`` then outlived the add-on's 10 s request timeout.
@@ -136,12 +136,11 @@ def load_catalog() -> list[PipelineInfo]:
         infos = pipeline_infos()
     except PresetError as exc:
         log.error("pipeline catalog: %s", exc)
-        return []
+        return
     broken = [f"{i.id} ({i.unavailable_reason})" for i in infos if not i.implemented]
     log.info("pipeline catalog loaded in %.1f s: %s%s", time.perf_counter() - start,
              ", ".join(i.id for i in infos if i.implemented) or "none installed",
              f"; not usable: {', '.join(broken)}" if broken else "")
-    return infos
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
